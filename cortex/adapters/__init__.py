@@ -1,0 +1,1 @@
+"""The edges: LLM providers, tool runtimes, the HTTP API, OpenTelemetry."""

@@ -1,0 +1,1 @@
+"""LLM providers: scripted, OpenAI-compatible, Anthropic, local llama.cpp."""

@@ -1,0 +1,1 @@
+"""JetStream: connection, streams, subjects, the event envelope, publishing, the embedded server."""

@@ -1,0 +1,1 @@
+"""The stateless kernel: protocol parser, decider, policies and the service loop."""

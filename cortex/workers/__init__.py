@@ -1,0 +1,1 @@
+"""Worker pools by action type: llm, tool, agent, workflow, relic."""

@@ -1,0 +1,111 @@
+"""What every worker pool shares: the work consumer, event construction, keep-alive, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from nats.aio.msg import Msg
+
+from cortex.bus import subjects
+from cortex.bus.client import Bus
+from cortex.bus.consumer import DurableConsumer
+from cortex.bus.events import ActionCancelled, CancelRequested, Event, RunCancelled
+from cortex.bus.work import AnyWork, WorkItem, decode_work
+
+log = logging.getLogger("cortex.workers")
+
+E = TypeVar("E", bound=Event)
+
+
+def worker_id(pool: str) -> str:
+    """A readable, unique id for this worker process."""
+    return f"{pool}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+def utcnow() -> datetime:
+    """The current time in UTC (workers are at the edge: they may read the clock)."""
+    return datetime.now(timezone.utc)
+
+
+def make_event(cls: type[E], item: WorkItem, data: Any, *, event_id: str, time: datetime | None = None) -> E:
+    """An outcome event for a work item, linked to it by causation and correlation ids."""
+    return cls(
+        id=event_id,
+        run_id=item.run_id,
+        time=time or utcnow(),
+        causation_id=item.causation_id,
+        correlation_id=item.correlation_id,
+        data=data,
+    )
+
+
+def pool_consumer(
+    bus: Bus, pool: str, handler: Callable[[AnyWork, Msg], Awaitable[None]], *,
+    lane: str | None = None, concurrency: int = 8, ack_wait_s: float = 30.0, max_deliver: int = 5,
+) -> DurableConsumer[AnyWork]:
+    """The shared durable consumer of a pool (any number of processes pull from it)."""
+    durable = f"pool-{pool}" + (f"-{lane}" if lane else "")
+    return DurableConsumer(
+        bus,
+        stream=subjects.WORK_STREAM,
+        durable=durable,
+        filter_subjects=[subjects.work(pool, lane)],
+        decoder=decode_work,
+        handler=handler,
+        concurrency=concurrency,
+        ack_wait_s=ack_wait_s,
+        max_deliver=max_deliver,
+    )
+
+
+@contextlib.asynccontextmanager
+async def keep_alive(msg: Msg, every_s: float = 5.0) -> AsyncIterator[None]:
+    """Tell JetStream the work item is still in progress until the block ends (no redelivery)."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def is_cancellation(event: Event, *, action_id: str | None = None, turn_id: str | None = None) -> bool:
+    """True if ``event`` cancels the run, or the given action or turn."""
+    if isinstance(event, RunCancelled):
+        return True
+    if isinstance(event, ActionCancelled):
+        return action_id is not None and event.data.action_id == action_id
+    if isinstance(event, CancelRequested):
+        target = event.data
+        if target.target == "run":
+            return True
+        if target.target == "action":
+            return action_id is not None and target.action_id == action_id
+        return turn_id is not None and target.turn_id == turn_id
+    return False
+
+
+async def wait_for_cancellation(
+    bus: Bus, run_id: str, *, action_id: str | None = None, turn_id: str | None = None
+) -> Event:
+    """Return the first event (past or future) that cancels the run, the action or the turn."""
+    async for event, _seq in bus.watch(subjects.run_events(run_id), from_start=True):
+        if is_cancellation(event, action_id=action_id, turn_id=turn_id):
+            return event
+    raise asyncio.CancelledError  # pragma: no cover - watch only ends when cancelled
