@@ -25,7 +25,8 @@ mapped to it in one place per adapter.
         ├── SandboxError            the sandbox could not be set up
         │   └── DockerUnavailable   no Docker engine answers
         ├── ToolTimeout             the tool ran past its wall-clock limit
-        └── OutcomeUnknown          a non-idempotent action may or may not have run
+        ├── OutcomeUnknown          a non-idempotent action may or may not have run
+        └── RelicError              a relic service could not be started, reached or kept up
 """
 
 from __future__ import annotations
@@ -137,3 +138,12 @@ class ToolTimeout(ToolError):
 
 class OutcomeUnknown(ToolError):
     """A non-idempotent action may have run before a crash; it is not run again."""
+
+
+class RelicError(ToolError):
+    """A relic (a long-lived service of a run) could not be started, reached or kept up."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        self.code = code
+        self.retryable = retryable
+        super().__init__(message)

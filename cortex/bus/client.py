@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
+import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
@@ -33,6 +34,18 @@ HDR_TRACEPARENT = "traceparent"
 
 _WRONG_LAST_SEQUENCE = 10071
 _RETRYABLE = (NatsTimeout, NoRespondersError, ServiceUnavailableError, asyncio.TimeoutError)
+
+
+class _PubAck(msgspec.Struct):
+    """JetStream's reply to a publish."""
+
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: dict | None = None
+
+
+_ack_decoder = msgspec.json.Decoder(_PubAck)
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,9 @@ class Bus:
         self.url = url
         self.settings = settings or StreamSettings()
         self.publish_deadline_s = 30.0
+        self._ack_prefix: str | None = None
+        self._ack_waiters: dict[str, asyncio.Future[_PubAck]] = {}
+        self._ack_counter = 0
 
     @classmethod
     async def connect(cls, url: str, *, name: str = "cortex", settings: StreamSettings | None = None) -> "Bus":
@@ -139,24 +155,50 @@ class Bus:
             seq = await self.publish_event(event, expected_last_seq=seq)
         return seq or 0
 
-    async def publish_pipelined(self, events: Sequence[Event]) -> list[int]:
+    async def publish_pipelined(self, events: Sequence[Event], *, ack_timeout_s: float = 5.0) -> list[int]:
         """Publish many events without waiting for each ack in turn (no concurrency check).
 
-        Acks are awaited together; an event whose ack failed is published again with the same
-        message id, so nothing is lost and nothing is stored twice.
+        Acks are awaited together; an event whose ack failed or did not come is published again
+        through the retrying path with the same message id, so nothing is lost or stored twice.
         """
-        futures = [
-            await self.js.publish_async(event_subject(e), encode(e), headers=event_headers(e)) for e in events
-        ]
-        await asyncio.wait(futures, timeout=5.0)
+        inbox = await self._ack_inbox()
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[_PubAck]] = []
+        for event in events:
+            self._ack_counter += 1
+            reply = f"{inbox}.{self._ack_counter}"
+            future: asyncio.Future[_PubAck] = loop.create_future()
+            self._ack_waiters[reply] = future
+            futures.append(future)
+            await self.nc.publish(event_subject(event), encode(event), reply=reply, headers=event_headers(event))
+        if futures:
+            await asyncio.wait(futures, timeout=ack_timeout_s)
         seqs = []
         for event, future in zip(events, futures):
-            if future.done() and not future.cancelled() and future.exception() is None:
-                seqs.append(future.result().seq)
-            else:  # fall back to the retrying path with the same message id
+            ack = future.result() if future.done() else None
+            if ack is not None and ack.error is None and ack.seq:
+                seqs.append(ack.seq)
+            else:
                 future.cancel()
                 seqs.append(await self.publish_event(event))
         return seqs
+
+    async def _ack_inbox(self) -> str:
+        """A reply subject prefix whose messages resolve pipelined publishes (created once)."""
+        if self._ack_prefix is None:
+            prefix = self.nc.new_inbox()
+
+            async def on_ack(msg: Msg) -> None:
+                future = self._ack_waiters.pop(msg.subject, None)
+                if future is not None and not future.done():
+                    try:
+                        future.set_result(_ack_decoder.decode(msg.data))
+                    except Exception:  # noqa: BLE001 - an odd reply falls back to the retrying path
+                        future.set_result(_PubAck(error={"description": "undecodable ack"}))
+
+            await self.nc.subscribe(f"{prefix}.*", cb=on_ack)
+            self._ack_prefix = prefix
+        return self._ack_prefix
 
     async def publish_work(self, pool: str, item: WorkItem, *, lane: str | None = None) -> int:
         """Put a work item on ``cortex.work.<pool>[.<lane>]`` (deduplicated by its message id)."""

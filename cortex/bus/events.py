@@ -163,6 +163,7 @@ class TurnRequestedData(msgspec.Struct, frozen=True, kw_only=True):
     tools: tuple[ToolSpec, ...] = ()
     max_tokens: int = 1024
     provider_options: dict[str, Any] = msgspec.field(default_factory=dict)
+    next_action_ordinal: int = 1
 
 
 class TurnRequested(Event, tag="turn.requested"):
@@ -428,6 +429,52 @@ class ActionCancelled(Event, tag="action.cancelled"):
     data: ActionCancelledData
 
 
+# ---- relics -----------------------------------------------------------------------
+
+
+class RelicData(msgspec.Struct, frozen=True, kw_only=True):
+    """Payload of relic lifecycle events: which service instance, where, and why."""
+
+    relic: str
+    instance: str
+    worker: str = ""
+    pid: int | None = None
+    url: str = ""
+    restarts: int = 0
+    reason: str = ""
+    detail: str = ""
+
+
+class RelicStarted(Event, tag="relic.started"):
+    """A relic's process is up and passed its health check."""
+
+    data: RelicData
+
+
+class RelicUnhealthy(Event, tag="relic.unhealthy"):
+    """A relic crashed or failed its health checks (a restart follows if the policy allows)."""
+
+    data: RelicData
+
+
+class RelicRestarted(Event, tag="relic.restarted"):
+    """A relic was restarted after a crash or failed health checks, and is healthy again."""
+
+    data: RelicData
+
+
+class RelicStopRequested(Event, tag="relic.stop_requested"):
+    """A relic worker that does not own the relic asks its owner to stop it."""
+
+    data: RelicData
+
+
+class RelicStopped(Event, tag="relic.stopped"):
+    """A relic's process is gone: stopped on request, at run end, at TTL, or given up after crashes."""
+
+    data: RelicData
+
+
 # ---- timers -----------------------------------------------------------------------
 
 
@@ -540,6 +587,11 @@ AnyEvent = Union[
     ActionCompleted,
     ActionFailed,
     ActionCancelled,
+    RelicStarted,
+    RelicUnhealthy,
+    RelicRestarted,
+    RelicStopRequested,
+    RelicStopped,
     TimerSet,
     TimerFired,
     PluginRegistered,

@@ -19,6 +19,12 @@ COMMAND_MODULES = (
     "cortex.cli.tail",
     "cortex.cli.demo",
     "cortex.cli.worker",
+    "cortex.cli.kernel",
+    "cortex.cli.run",
+    "cortex.cli.chat",
+    "cortex.cli.api",
+    "cortex.cli.manifests",
+    "cortex.cli.projections",
 )
 
 

@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from cortex.bus import subjects
 from cortex.bus.client import Bus
 from cortex.bus.consumer import DurableConsumer
-from cortex.bus.events import ActionCancelled, CancelRequested, Event, RunCancelled
+from cortex.bus.events import ActionCancelled, CancelRequested, Event, RunCancelled, TurnCancelled
 from cortex.bus.work import AnyWork, WorkItem, decode_work
 
 log = logging.getLogger("cortex.workers")
@@ -91,6 +91,8 @@ def is_cancellation(event: Event, *, action_id: str | None = None, turn_id: str 
         return True
     if isinstance(event, ActionCancelled):
         return action_id is not None and event.data.action_id == action_id
+    if isinstance(event, TurnCancelled):
+        return turn_id is not None and event.data.turn_id == turn_id
     if isinstance(event, CancelRequested):
         target = event.data
         if target.target == "run":
@@ -109,3 +111,57 @@ async def wait_for_cancellation(
         if is_cancellation(event, action_id=action_id, turn_id=turn_id):
             return event
     raise asyncio.CancelledError  # pragma: no cover - watch only ends when cancelled
+
+
+class HandlerTasks:
+    """The handler calls in flight, so a stopping worker can hand their work items back."""
+
+    def __init__(self, nak_delay_s: float | None = None) -> None:
+        """``nak_delay_s``: how long JetStream holds a handed-back item before redelivering it
+        (longer than the consumer's last pull can still receive, so it reaches another worker)."""
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.closed = False
+        self.nak_delay_s = nak_delay_s
+
+    def wrap(self, handler: Callable[[AnyWork, Msg], Awaitable[None]]) -> Callable[[AnyWork, Msg], Awaitable[None]]:
+        """``handler``, tracked: cancelled, or called after closing, it naks so another worker takes the item."""
+
+        async def tracked(item: AnyWork, msg: Msg) -> None:
+            if self.closed:
+                await msg.nak(delay=self.nak_delay_s)
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            self.tasks.add(task)
+            try:
+                await handler(item, msg)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=self.nak_delay_s)
+                raise
+            finally:
+                self.tasks.discard(task)
+
+        return tracked
+
+    async def cancel_all(self) -> None:
+        """Refuse new work, cancel every handler call in flight and wait until they are gone."""
+        self.closed = True
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def serve_consumer(consumer: DurableConsumer[AnyWork], tasks: HandlerTasks, stop: asyncio.Event) -> None:
+    """Run ``consumer`` until ``stop`` is set, then hand unfinished items back (they are redelivered)."""
+    runner = asyncio.create_task(consumer.run())
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({runner, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        consumer.stop()
+        await tasks.cancel_all()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner

@@ -237,3 +237,16 @@ def test_the_agents_provider_options_travel_with_the_prompt_version():
         "m",
         1024,
     )
+
+
+def test_a_later_turn_continues_the_run_s_action_numbering():
+    run = Run()
+    out = run.start()
+    assert out[1].data.next_action_ordinal == 1
+    run.declare("a1")
+    run.declare("a2")
+    run.declare("lookup")
+    run.end_turn("")
+    out = run.complete("a1") + run.complete("a2") + run.complete("lookup")
+    request = next(o for o in out if isinstance(o, TurnRequested))
+    assert request.data.next_action_ordinal == 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable
 from typing import Any
 
@@ -250,6 +252,7 @@ def _next_turn(s: Session, notes: tuple[str, ...]) -> None:
         tools=agent.tools,
         max_tokens=agent.limits.max_tokens,
         provider_options={**agent.provider_options, "prompt_version": agent.prompt_version},
+        next_action_ordinal=next_action_ordinal(state),
     )
     requested = s.emit(TurnRequested, request)
     trigger = s.trigger
@@ -261,3 +264,12 @@ def _next_turn(s: Session, notes: tuple[str, ...]) -> None:
         request=request,
     )
     s.command(DispatchWork(pool="llm", item=work))
+
+
+_ORDINAL_ID = re.compile(r"a(\d+)")
+
+
+def next_action_ordinal(state: RunState) -> int:
+    """The next free ``a<n>`` id, so grammar-numbered actions of a later turn never reuse an id."""
+    taken = [int(m.group(1)) for aid in state.actions if (m := _ORDINAL_ID.fullmatch(aid))]
+    return max(taken, default=0) + 1

@@ -1,0 +1,269 @@
+"""Finding where an element body ends, incrementally, without losing what follows it.
+
+For ``<action>`` the body is JSON: the scanner tracks JSON string state (quotes and backslash
+escapes) so a ``</action>`` inside a JSON string does not end the body. When that reading is
+proved wrong later (a raw control character inside the "string", or text no JSON can hold
+once a ``</action>`` was skipped), the body falls back to ending at that first ``</action>``.
+A known protocol tag (``<action``, ``<thought``, ``</thought>``, ...) outside any JSON string
+ends an unclosed body. ``<![CDATA[ ... ]]>`` sections are literal. Bodies of other elements
+(``<action_result>``, ``<context>``) end at their first closing tag outside CDATA.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from enum import Enum
+
+from cortex.kernel.protocol.markup import (
+    BODY_PREFIXES,
+    CDATA_CLOSE,
+    CDATA_OPEN,
+    CLOSE_TAIL,
+    CLOSE_TAIL_PARTIAL,
+    MAX_PREFIX,
+    TAG_START,
+    prefixes,
+)
+
+
+class Outcome(Enum):
+    """What a call to ``BodyScanner.scan`` found."""
+
+    MORE = "more"
+    """Everything up to the returned position is body; the rest must wait for more input."""
+    CLOSE = "close"
+    """The closing tag starts at the returned position."""
+    IMPLICIT = "implicit"
+    """Another protocol tag starts at the returned position: the body was never closed."""
+    FALLBACK = "fallback"
+    """The JSON string reading was wrong: the body ends at ``first_close``."""
+    LIMIT = "limit"
+    """The body is longer than ``max_body``; the returned position is where that happened."""
+
+
+_JSON_CHARS = r" \t\n\r{}\[:,0-9.eE+\-truflasn"
+_PATTERNS: dict[tuple[bool, bool, bool], re.Pattern[str]] = {
+    # (cdata, in_string, strict) -> the characters worth stopping at
+    (False, False, False): re.compile(r'["<]'),
+    (False, True, False): re.compile(r'["\\<\x00-\x1f]'),
+    (False, False, True): re.compile(rf"[^{_JSON_CHARS}\]]"),
+    (False, True, True): re.compile(r'["\\<\x00-\x1f]'),
+    (True, False, False): re.compile(r'["<\]]'),
+    (True, True, False): re.compile(r'["\\<\]\x00-\x1f]'),
+    (True, False, True): re.compile(rf"[^{_JSON_CHARS}]"),
+    (True, True, True): re.compile(r'["\\<\]\x00-\x1f]'),
+}
+_STRING_RUN = re.compile(r'(?:[^"\\<\x00-\x1f]++|\\[^\x00-\x1f]|<(?=[^/!]))*+')
+"""Inside a JSON string, text that cannot hide the body's end: no quote, no control character,
+escapes whole, and a '<' only before something other than '/' or '!' (no tag, no CDATA)."""
+_JSON_RUN = re.compile(rf'(?:[^"<]++|"{_STRING_RUN.pattern}")*+(?:("){_STRING_RUN.pattern})?')
+"""JSON text that cannot hide the body's end: whole strings as in ``_STRING_RUN``, then maybe
+the start of one that goes on (group 1 set). Possessive quantifiers keep a string that never
+closes from backtracking exponentially."""
+_PLAIN = re.compile(r"<")
+_PLAIN_CDATA = re.compile(r"\]")
+_NOT_SPACE = re.compile(r"[^ \t\n\r]")
+_SEPARATORS = frozenset(":,]}")
+
+
+@functools.cache
+def _close_prefixes(element: str) -> frozenset[str]:
+    """Every prefix of ``</element``."""
+    return prefixes([f"</{element}"])
+
+
+class BodyScanner:
+    """Incremental scanner of one element body; keeps the raw body seen so far."""
+
+    __slots__ = (
+        "close_prefix",
+        "close_prefixes",
+        "json",
+        "max_body",
+        "parts",
+        "size",
+        "cdata",
+        "in_str",
+        "esc",
+        "strict",
+        "plain",
+        "expect_sep",
+        "first_close",
+        "first_close_end",
+        "close_end",
+        "_origin",
+    )
+
+    def __init__(self, element: str, *, json: bool, max_body: int) -> None:
+        self.close_prefix = f"</{element}"
+        self.close_prefixes = _close_prefixes(element)
+        """Every prefix of ``close_prefix``: a body's end cut short there must wait."""
+        self.json = json
+        self.max_body = max_body
+        self.parts: list[str] = []
+        self.size = 0
+        """Raw body characters scanned so far."""
+        self.cdata = False
+        self.in_str = False
+        self.esc = False
+        self.strict = False
+        """A closing tag was skipped as part of a JSON string: the JSON is now checked closely."""
+        self.plain = not json
+        """Not (or no longer) read as JSON: the first closing tag outside CDATA ends the body."""
+        self.expect_sep = False
+        self.first_close: int | None = None
+        """Body offset of the first closing tag skipped inside a JSON string or CDATA."""
+        self.first_close_end = 0
+        self.close_end = 0
+        """Buffer index just past the closing tag, after ``Outcome.CLOSE``."""
+        self._origin = 0
+
+    def raw(self) -> str:
+        """The raw body scanned so far (exactly as written)."""
+        if len(self.parts) > 1:
+            self.parts = ["".join(self.parts)]
+        return self.parts[0] if self.parts else ""
+
+    def scan(self, buf: str, pos: int, final: bool) -> tuple[int, Outcome]:
+        """Scan ``buf`` from ``pos``; returns where it stopped and why (see ``Outcome``)."""
+        start = pos
+        self._origin = self.size - pos  # body offset of buf[0]
+        n = len(buf)
+        wend = min(n, self.max_body - self._origin)  # buf[wend] would be past max_body
+        outcome = Outcome.MORE
+        while True:
+            if self.esc:
+                if pos >= wend:
+                    break
+                self.esc = False
+                pos += 1
+                continue
+            if not (self.cdata or self.strict or self.plain):  # JSON: skip what cannot end it
+                if self.in_str:
+                    pos = _STRING_RUN.match(buf, pos, wend).end()
+                else:
+                    m = _JSON_RUN.match(buf, pos, wend)
+                    pos = m.end()
+                    self.in_str = m.lastindex is not None
+                if pos >= wend:
+                    break
+                pattern = _PATTERNS[(False, self.in_str, False)]
+            elif self.plain:
+                pattern = _PLAIN_CDATA if self.cdata else _PLAIN
+            elif self.expect_sep and not self.in_str:
+                pattern = _NOT_SPACE
+            else:
+                pattern = _PATTERNS[(self.cdata, self.in_str, self.strict)]
+            m = pattern.search(buf, pos, wend)
+            if m is None:
+                pos = wend
+                break
+            i = m.start()
+            c = buf[i]
+            if c == '"' and not self.plain:
+                if self.in_str:
+                    self.in_str = False
+                    self.expect_sep = self.strict
+                elif self.expect_sep:
+                    outcome = Outcome.FALLBACK
+                    pos = i
+                    break
+                else:
+                    self.in_str = True
+                pos = i + 1
+            elif c == "\\" and self.in_str:
+                self.esc = True
+                pos = i + 1
+            elif c == "]" and self.cdata:
+                if buf.startswith(CDATA_CLOSE, i):
+                    self.cdata = False
+                    pos = i + 3
+                elif not final and n - i < 3 and CDATA_CLOSE.startswith(buf[i:]):
+                    pos = i
+                    break
+                else:
+                    self.expect_sep = False
+                    pos = i + 1
+            elif c == "<":
+                step, outcome = self._angle(buf, i, final)
+                if outcome is not Outcome.MORE or step < 0:
+                    pos = i
+                    break
+                pos = step
+            elif c in _SEPARATORS and self.expect_sep:
+                self.expect_sep = False
+                pos = i + 1
+            elif c < " " and self.in_str and not self.strict:
+                self.plain = True  # a raw control character in a string: this is not JSON
+                self.in_str = False
+                pos = i + 1
+            else:  # text no JSON can hold, after a skipped closing tag
+                outcome = Outcome.FALLBACK
+                pos = i
+                break
+        if outcome is Outcome.MORE and pos == wend and wend < n:
+            outcome = self._at_limit(buf, pos, final)
+        if pos > start:
+            self.parts.append(buf[start:pos])
+            self.size = self._origin + pos
+        return pos, outcome
+
+    def _closing_allowed(self) -> bool:
+        return not self.cdata and (self.plain or not self.in_str)
+
+    def _close_at(self, buf: str, i: int, final: bool) -> int:
+        """Index past a complete closing tag at ``i``; -1 if it may still arrive; 0 if none."""
+        prefix = self.close_prefix
+        if buf.startswith(prefix, i):
+            cm = CLOSE_TAIL.match(buf, i + len(prefix))
+            if cm:
+                return cm.end()
+            if not final and CLOSE_TAIL_PARTIAL.match(buf, i + len(prefix)):
+                return -1
+        elif not final and prefix.startswith(buf[i:]):
+            return -1
+        return 0
+
+    def _angle(self, buf: str, i: int, final: bool) -> tuple[int, Outcome]:
+        """Handle a ``<`` at ``i``: returns (next position, or -1 to wait for input; outcome)."""
+        end = self._close_at(buf, i, final)
+        if end < 0:
+            return -1, Outcome.MORE
+        if end:
+            if self._closing_allowed():
+                self.close_end = end
+                return i, Outcome.CLOSE
+            if self.first_close is None:  # inside a JSON string or CDATA: maybe not the end
+                self.first_close = self._origin + i
+                self.first_close_end = self._origin + end
+                self.strict = self.json
+            return end, Outcome.MORE
+        suspect = self.strict and not self.plain
+        if self.cdata:
+            return (i, Outcome.FALLBACK) if suspect and not self.in_str else (i + 1, Outcome.MORE)
+        if buf.startswith(CDATA_OPEN, i):
+            self.cdata = True
+            return i + len(CDATA_OPEN), Outcome.MORE
+        if not final and len(buf) - i <= MAX_PREFIX and buf[i:] in BODY_PREFIXES:
+            return -1, Outcome.MORE
+        if self.in_str and not self.plain:
+            if suspect and TAG_START.match(buf, i):
+                return i, Outcome.FALLBACK  # a protocol tag inside a suspect string
+            return i + 1, Outcome.MORE
+        if suspect:
+            return i, Outcome.FALLBACK  # JSON never holds '<' outside strings
+        if TAG_START.match(buf, i):
+            return i, Outcome.IMPLICIT
+        return i + 1, Outcome.MORE
+
+    def _at_limit(self, buf: str, pos: int, final: bool) -> Outcome:
+        """At body offset ``max_body`` with more input: only a closing tag may start here."""
+        if buf[pos] == "<" and self._closing_allowed():
+            end = self._close_at(buf, pos, final)
+            if end < 0:
+                return Outcome.MORE
+            if end:
+                self.close_end = end
+                return Outcome.CLOSE
+        return Outcome.FALLBACK if self.strict else Outcome.LIMIT

@@ -1,0 +1,212 @@
+"""One tool action: the redelivery checks, its events, keep-alive, cancellation and error codes.
+
+For each ``ActionWork`` item: read the run's ``action.*`` events; an attempt that already ended
+is acknowledged and not run; one a crashed worker had started runs again only if its tool is
+idempotent, else it fails with ``outcome_unknown``. Otherwise ``action.started``, any
+``action.progress``, then ``action.completed`` or ``action.failed``. Event ids derive from the
+dispatch (the work item's ``causation_id``, its ``action.scheduled`` event), so a re-publish
+after a crash is deduplicated and an action id reused in a later turn gets new ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, TypeVar
+
+from nats.aio.msg import Msg
+
+from cortex.adapters.tools import CallContext
+from cortex.bus.client import Bus, event_headers, event_subject
+from cortex.bus.events import (
+    ActionCompleted,
+    ActionCompletedData,
+    ActionFailed,
+    ActionFailedData,
+    ActionProgress,
+    ActionProgressData,
+    ActionStarted,
+    ActionStartedData,
+    Event,
+    encode,
+)
+from cortex.bus.work import ActionWork, AnyWork
+from cortex.errors import DockerUnavailable, OutcomeUnknown, SandboxError, ToolError, ToolTimeout
+from cortex.workers.action_log import ActionLog
+from cortex.workers.base import keep_alive, make_event
+from cortex.workers.cancel_watch import CancelWatch
+from cortex.workers.plugin_host import PluginHost, Route
+
+log = logging.getLogger("cortex.workers.tool")
+
+E = TypeVar("E", bound=Event)
+
+# what ``ToolExecutor.execute`` did with a work item
+COMPLETED = "completed"
+FAILED = "failed"
+SKIPPED = "skipped"
+STOPPED = "stopped"
+
+OUTCOME_UNKNOWN_MESSAGE = (
+    "outcome unknown: the worker running it stopped before reporting; "
+    "not run twice because the tool is not idempotent"
+)
+
+# ToolError subclasses and their codes, most specific first
+ERROR_CODES: tuple[tuple[type[ToolError], str], ...] = (
+    (ToolTimeout, "timeout"),
+    (OutcomeUnknown, "outcome_unknown"),
+    (DockerUnavailable, "docker_unavailable"),
+    (SandboxError, "sandbox_error"),
+    (ToolError, "tool_error"),
+)
+
+
+def failure(exc: BaseException, *, idempotent: bool) -> tuple[str, str, bool]:
+    """(code, message, retryable) of a failed call; timeouts and sandbox trouble retry if idempotent."""
+    for cls, code in ERROR_CODES:
+        if isinstance(exc, cls):
+            transient = isinstance(exc, (ToolTimeout, SandboxError))
+            return code, str(exc) or cls.__name__, transient and idempotent
+    return "internal_error", f"{type(exc).__name__}: {exc}", False
+
+
+def action_event(cls: type[E], work: ActionWork, data: Any, suffix: str) -> E:
+    """An event of ``work``'s attempt with id ``<causation_id>:<action_id>:<attempt>:<suffix>``."""
+    return make_event(cls, work, data, event_id=f"{work.causation_id}:{work.action_id}:{work.attempt}:{suffix}")
+
+
+class Pipeline:
+    """Publishes events without waiting for each ack (the connection keeps their order), then confirms."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self._pending: list[tuple[Event, asyncio.Future[Any]]] = []
+
+    async def send(self, event: Event) -> None:
+        """Publish ``event``; its ack is awaited by ``confirm``."""
+        future = await self.bus.js.publish_async(event_subject(event), encode(event), headers=event_headers(event))
+        self._pending.append((event, future))
+
+    async def confirm(self) -> None:
+        """Wait for every ack; an event whose ack failed is published again with retries (same id)."""
+        pending, self._pending = self._pending, []
+        for event, future in pending:
+            try:
+                await asyncio.wait_for(future, 5.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - any failed ack falls back to the retrying path
+                await self.bus.publish_event(event)
+
+
+class ToolExecutor:
+    """Runs tool actions against a ``PluginHost`` and publishes their events."""
+
+    def __init__(
+        self, bus: Bus, host: PluginHost, actions: ActionLog, cancels: CancelWatch, *,
+        worker: str, keep_alive_s: float = 5.0,
+    ) -> None:
+        self.bus = bus
+        self.host = host
+        self.actions = actions
+        self.cancels = cancels
+        self.worker = worker
+        self.keep_alive_s = keep_alive_s
+
+    async def handle(self, item: AnyWork, msg: Msg) -> None:
+        """The pool consumer's handler: run one work item (the consumer acks it afterwards)."""
+        if not isinstance(item, ActionWork):
+            log.error("tool pool got a %s work item; ignored", type(item).__name__)
+            return
+        await self.execute(item, msg)
+
+    async def execute(self, work: ActionWork, msg: Msg) -> str:
+        """Run ``work`` unless the log says not to; return COMPLETED, FAILED, SKIPPED or STOPPED."""
+        with self.cancels.watch(work) as stopped:
+            record = await self.actions.record(work)
+            if record.outcome is not None or stopped.done():
+                log.info("%s: not run, already ended (%s)", _name(work), record.outcome or stopped.result())
+                return SKIPPED
+            if work.type != "tool":
+                message = f"the tool pool runs tool actions, not {work.type!r}"
+                return await self._fail(work, "unsupported_action_type", message)
+            route = self.host.route(work.name)
+            if route is None:
+                served = ", ".join(s.name for s in self.host.tools) or "none"
+                message = f"no plugin on this worker offers {work.name!r} (tools: {served})"
+                return await self._fail(work, "unknown_tool", message)
+            idempotent = route.spec.idempotent and (work.tool is None or work.tool.idempotent)
+            if record.started and not idempotent:
+                return await self._fail(work, "outcome_unknown", OUTCOME_UNKNOWN_MESSAGE)
+            params = {} if work.params is None else work.params
+            if not isinstance(params, dict):
+                return await self._fail(work, "invalid_params", f"params of {work.name} must be a JSON object")
+            async with keep_alive(msg, self.keep_alive_s):
+                return await self._run(work, route, params, idempotent, stopped)
+
+    async def _run(
+        self, work: ActionWork, route: Route, params: dict[str, Any], idempotent: bool, stopped: asyncio.Future[str]
+    ) -> str:
+        """Publish started, call the tool racing the stop signal, publish the outcome."""
+        events = Pipeline(self.bus)
+        started = ActionStartedData(action_id=work.action_id, attempt=work.attempt, worker=self.worker)
+        await events.send(action_event(ActionStarted, work, started, "started"))
+        if not idempotent:  # it runs only once its start is stored: that is what makes a crash visible
+            await events.confirm()
+        progress_count = 0
+
+        async def progress(message: str, fraction: float | None) -> None:
+            nonlocal progress_count
+            progress_count += 1
+            data = ActionProgressData(action_id=work.action_id, message=message, fraction=fraction)
+            await events.send(action_event(ActionProgress, work, data, f"progress:{progress_count}"))
+
+        ctx = CallContext(
+            run_id=work.run_id, action_id=work.action_id, attempt=work.attempt, timeout_s=work.timeout_s,
+            progress=progress,
+        )
+        begin = time.perf_counter()
+        call = asyncio.ensure_future(route.runtime.call(route.spec.name, params, ctx))
+        try:
+            await asyncio.wait((call, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:  # stopped, or this handler cancelled (the worker is stopping): stop the call too
+            if not call.done():
+                call.cancel()
+                await asyncio.wait((call,))
+        if call.cancelled():
+            await events.confirm()
+            log.info("%s: stopped (%s)", _name(work), stopped.result() if stopped.done() else "cancelled")
+            return STOPPED
+        latency_ms = round((time.perf_counter() - begin) * 1000, 3)
+        exc = call.exception()
+        if exc is None:
+            data = ActionCompletedData(
+                action_id=work.action_id, result=call.result(), latency_ms=latency_ms, attempt=work.attempt
+            )
+            await events.send(action_event(ActionCompleted, work, data, "completed"))
+            status = COMPLETED
+        else:
+            if not isinstance(exc, ToolError):
+                log.error("%s: tool crashed", _name(work), exc_info=exc)
+            code, message, retryable = failure(exc, idempotent=idempotent)
+            data = ActionFailedData(
+                action_id=work.action_id, code=code, error=message, retryable=retryable,
+                latency_ms=latency_ms, attempt=work.attempt,
+            )
+            await events.send(action_event(ActionFailed, work, data, "failed"))
+            status = FAILED
+        await events.confirm()
+        return status
+
+    async def _fail(self, work: ActionWork, code: str, message: str) -> str:
+        """Publish ``action.failed`` without running anything (not retryable)."""
+        data = ActionFailedData(action_id=work.action_id, code=code, error=message, attempt=work.attempt)
+        await self.bus.publish_event(action_event(ActionFailed, work, data, "failed"))
+        log.info("%s: failed without running: %s", _name(work), code)
+        return FAILED
+
+
+def _name(work: ActionWork) -> str:
+    return f"{work.run_id}:{work.action_id}:{work.attempt} ({work.name})"
