@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CORTEX=.venv/bin/cortex
-export CORTEX_FILES_ROOT="$PWD/examples/research/corpus"
+
 
 .venv/bin/python - <<'PY'
 import sqlite3, pathlib

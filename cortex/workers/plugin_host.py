@@ -116,6 +116,21 @@ class PluginHost:
         if self.heartbeat_s > 0:
             self._heartbeat = asyncio.create_task(self._beat())
 
+    async def add(self, manifest: PluginManifest) -> None:
+        """Start one more plugin (replacing a running one of the same name) and announce it."""
+        runtime = load_runtime(manifest)
+        await runtime.start()
+        old = next((r for r in self._runtimes if r.manifest.name == manifest.name), None)
+        if old is not None:
+            self._runtimes.remove(old)
+            self._routes = {name: route for name, route in self._routes.items() if route.runtime is not old}
+            self.manifests = [m for m in self.manifests if m.name != manifest.name]
+            await old.close()
+        self._runtimes.append(runtime)
+        self.manifests.append(manifest)
+        self._routes.update((spec.name, Route(runtime, spec)) for spec in runtime.tools())
+        await self._announce(PluginRegistered, f"registered:{manifest.version}", with_tools=True, only=runtime)
+
     async def close(self) -> None:
         """Stop heartbeats, publish ``plugin.unregistered`` and close the runtimes."""
         if self._heartbeat is not None:
@@ -148,11 +163,13 @@ class PluginHost:
             except Exception as exc:  # noqa: BLE001 - a missed heartbeat is logged, never fatal
                 log.warning("plugin heartbeat of %s not published: %s", self.worker, exc)
 
-    async def _announce(self, cls: type[Event], suffix: str, *, with_tools: bool = False) -> None:
-        """Publish one lifecycle event per plugin, ids ``<worker>:<plugin>:<suffix>``."""
+    async def _announce(
+        self, cls: type[Event], suffix: str, *, with_tools: bool = False, only: ToolRuntime | None = None
+    ) -> None:
+        """Publish one lifecycle event per plugin (or for ``only``), ids ``<worker>:<plugin>:<suffix>``."""
         now = utcnow()
         events = []
-        for runtime in self._runtimes:
+        for runtime in [only] if only is not None else self._runtimes:
             manifest = runtime.manifest
             data = PluginData(
                 plugin=manifest.name,

@@ -17,6 +17,7 @@ from cortex.workers.action_log import ActionLog, LogReader
 from cortex.workers.base import HandlerTasks, pool_consumer, worker_id
 from cortex.workers.cancel_watch import CancelWatch
 from cortex.workers.plugin_host import POOL, PluginHost, load_manifests
+from cortex.workers.plugin_store import applied_plugins, follow_applied_plugins
 from cortex.workers.tool_executor import ToolExecutor
 
 log = logging.getLogger("cortex.workers.tool")
@@ -30,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "or */plugin.yaml",
     )
     parser.add_argument("--no-builtins", action="store_true", help="do not serve the built-in plugins")
+    parser.add_argument(
+        "--no-applied", action="store_true",
+        help="do not serve plugins applied with `cortex apply` (by default they are loaded from the "
+        "manifests bucket at start and whenever one is applied)",
+    )
     parser.add_argument(
         "--concurrency", type=int, default=16, help="actions run at once per subject (default 16)"
     )
@@ -51,9 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def serve(bus: Bus, args: argparse.Namespace, stop: asyncio.Event) -> None:
     """Serve the plugins until ``stop`` is set; then drain, hand back what still runs and unregister."""
     worker = worker_id(POOL)
-    host = PluginHost(
-        bus, load_manifests(args.plugins, builtins=not args.no_builtins), worker=worker, heartbeat_s=args.heartbeat
-    )
+    manifests = load_manifests(args.plugins, builtins=not args.no_builtins)
+    local = {m.name for m in manifests}
+    if not args.no_applied:
+        manifests += await applied_plugins(bus, skip=local)
+    host = PluginHost(bus, manifests, worker=worker, heartbeat_s=args.heartbeat)
     reader, cancels, tasks = LogReader(bus), CancelWatch(bus), HandlerTasks()
     await reader.start()
     await cancels.start()
@@ -70,12 +78,15 @@ async def serve(bus: Bus, args: argparse.Namespace, stop: asyncio.Event) -> None
             for lane in host.lanes
         ]
         runners = [asyncio.create_task(consumer.run()) for consumer in consumers]
+        follower = None if args.no_applied else asyncio.create_task(follow_applied_plugins(bus, host, skip=local))
         log.info("%s serves %d tools on %d subjects", worker, len(host.tools), len(consumers))
         stopping = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait([stopping, *runners], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
+            if follower is not None:
+                follower.cancel()
             for consumer in consumers:
                 consumer.stop()
             await asyncio.wait(runners, timeout=args.drain)

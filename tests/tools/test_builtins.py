@@ -282,3 +282,12 @@ async def test_time_now_refuses_unknown_timezones(call, zone: str) -> None:
     clock = await call("time")
     with pytest.raises(ToolError, match="unknown timezone"):
         await clock("time.now", {"timezone": zone})
+
+
+async def test_time_wait_waits_and_refuses_long_waits(call) -> None:
+    clock = await call("time")
+    started = time.monotonic()
+    result = await clock("time.wait", {"seconds": 0.2})
+    assert time.monotonic() - started >= 0.2 and result["waited_s"] >= 0.2
+    with pytest.raises(Exception, match="30"):
+        await clock("time.wait", {"seconds": 31})

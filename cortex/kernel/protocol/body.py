@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import re
-from enum import Enum
 
 from cortex.kernel.protocol.markup import (
     BODY_PREFIXES,
@@ -27,8 +26,8 @@ from cortex.kernel.protocol.markup import (
 )
 
 
-class Outcome(Enum):
-    """What a call to ``BodyScanner.scan`` found."""
+class Outcome:
+    """What a call to ``BodyScanner.scan`` found (plain constants, as ``tags.TagKind``)."""
 
     MORE = "more"
     """Everything up to the returned position is body; the rest must wait for more input."""
@@ -54,13 +53,32 @@ _PATTERNS: dict[tuple[bool, bool, bool], re.Pattern[str]] = {
     (True, False, True): re.compile(rf"[^{_JSON_CHARS}]"),
     (True, True, True): re.compile(r'["\\<\]\x00-\x1f]'),
 }
-_STRING_RUN = re.compile(r'(?:[^"\\<\x00-\x1f]++|\\[^\x00-\x1f]|<(?=[^/!]))*+')
-"""Inside a JSON string, text that cannot hide the body's end: no quote, no control character,
-escapes whole, and a '<' only before something other than '/' or '!' (no tag, no CDATA)."""
-_JSON_RUN = re.compile(rf'(?:[^"<]++|"{_STRING_RUN.pattern}")*+(?:("){_STRING_RUN.pattern})?')
-"""JSON text that cannot hide the body's end: whole strings as in ``_STRING_RUN``, then maybe
-the start of one that goes on (group 1 set). Possessive quantifiers keep a string that never
-closes from backtracking exponentially."""
+def _json_runs(cdata: bool) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """Patterns that skip JSON text which cannot end the body, outside or inside CDATA: one
+    to read from outside a string (it ends inside one when group 1 is set), one to read from
+    inside a string (it ends inside one unless ``lastindex`` is 1).
+
+    Skipped: whole strings without control characters (escapes whole), and any '<' or ']'
+    whose next character shows it starts no closing tag, no CDATA section and no CDATA end.
+    Possessive quantifiers keep a string that never closes from backtracking exponentially.
+    """
+    if cdata:  # '<' never opens anything in CDATA, but ']' may end it
+        stops = r"<\]"
+        looks = r"|<(?=[^/])|\](?=[^\]]|\][^>])"
+        outside_text = rf"[^\"{stops}]++{looks}"
+    else:  # outside a string, a '<' always needs a closer look
+        stops = "<"
+        looks = "|<(?=[^/!])"
+        outside_text = rf"[^\"{stops}]++"
+    string = rf'(?:[^"\\{stops}\x00-\x1f]++|\\[^\x00-\x1f]{looks})*+'
+    outside = rf'(?:{outside_text}|"{string}")*+(?:("){string})?'
+    return re.compile(outside), re.compile(rf'{string}(?:("){outside})?')
+
+
+_JSON_RUNS: dict[tuple[bool, bool], re.Pattern[str]] = {}
+"""(cdata, in_string) -> the pattern of ``_json_runs`` to read with."""
+for _cdata in (False, True):
+    _JSON_RUNS[(_cdata, False)], _JSON_RUNS[(_cdata, True)] = _json_runs(_cdata)
 _PLAIN = re.compile(r"<")
 _PLAIN_CDATA = re.compile(r"\]")
 _NOT_SPACE = re.compile(r"[^ \t\n\r]")
@@ -125,43 +143,40 @@ class BodyScanner:
             self.parts = ["".join(self.parts)]
         return self.parts[0] if self.parts else ""
 
-    def scan(self, buf: str, pos: int, final: bool) -> tuple[int, Outcome]:
+    def scan(self, buf: str, pos: int, final: bool) -> tuple[int, str]:
         """Scan ``buf`` from ``pos``; returns where it stopped and why (see ``Outcome``)."""
         start = pos
-        self._origin = self.size - pos  # body offset of buf[0]
+        self._origin = origin = self.size - pos  # body offset of buf[0]
         n = len(buf)
-        wend = min(n, self.max_body - self._origin)  # buf[wend] would be past max_body
+        wend = min(n, self.max_body - origin)  # buf[wend] would be past max_body
         outcome = Outcome.MORE
-        while True:
+        while pos < wend:
             if self.esc:
-                if pos >= wend:
-                    break
                 self.esc = False
                 pos += 1
                 continue
-            if not (self.cdata or self.strict or self.plain):  # JSON: skip what cannot end it
-                if self.in_str:
-                    pos = _STRING_RUN.match(buf, pos, wend).end()
-                else:
-                    m = _JSON_RUN.match(buf, pos, wend)
-                    pos = m.end()
-                    self.in_str = m.lastindex is not None
-                if pos >= wend:
+            if self.strict or self.plain:
+                m = self._stops().search(buf, pos, wend)
+                if m is None:
+                    pos = wend
                     break
-                pattern = _PATTERNS[(False, self.in_str, False)]
-            elif self.plain:
-                pattern = _PLAIN_CDATA if self.cdata else _PLAIN
-            elif self.expect_sep and not self.in_str:
-                pattern = _NOT_SPACE
-            else:
-                pattern = _PATTERNS[(self.cdata, self.in_str, self.strict)]
-            m = pattern.search(buf, pos, wend)
-            if m is None:
-                pos = wend
-                break
-            i = m.start()
+                i = m.start()
+            else:  # JSON: skip what cannot end the body
+                in_str = self.in_str
+                m = _JSON_RUNS[self.cdata, in_str].match(buf, pos, wend)
+                self.in_str = m.lastindex != 1 if in_str else m.lastindex == 1
+                i = m.end()
+                if i == wend:
+                    pos = wend
+                    break
             c = buf[i]
-            if c == '"' and not self.plain:
+            if c == "<":
+                step, outcome = self._angle(buf, i, final)
+                if outcome is not Outcome.MORE or step < 0:
+                    pos = i
+                    break
+                pos = step
+            elif c == '"' and not self.plain:
                 if self.in_str:
                     self.in_str = False
                     self.expect_sep = self.strict
@@ -176,7 +191,7 @@ class BodyScanner:
                 self.esc = True
                 pos = i + 1
             elif c == "]" and self.cdata:
-                if buf.startswith(CDATA_CLOSE, i):
+                if buf.startswith(CDATA_CLOSE, i, wend):
                     self.cdata = False
                     pos = i + 3
                 elif not final and n - i < 3 and CDATA_CLOSE.startswith(buf[i:]):
@@ -185,12 +200,6 @@ class BodyScanner:
                 else:
                     self.expect_sep = False
                     pos = i + 1
-            elif c == "<":
-                step, outcome = self._angle(buf, i, final)
-                if outcome is not Outcome.MORE or step < 0:
-                    pos = i
-                    break
-                pos = step
             elif c in _SEPARATORS and self.expect_sep:
                 self.expect_sep = False
                 pos = i + 1
@@ -202,12 +211,22 @@ class BodyScanner:
                 outcome = Outcome.FALLBACK
                 pos = i
                 break
+        if pos > wend:  # a tag (or CDATA opener) skipped across max_body: the body stops there
+            pos = wend
         if outcome is Outcome.MORE and pos == wend and wend < n:
             outcome = self._at_limit(buf, pos, final)
         if pos > start:
             self.parts.append(buf[start:pos])
-            self.size = self._origin + pos
+            self.size = origin + pos
         return pos, outcome
+
+    def _stops(self) -> re.Pattern[str]:
+        """The characters worth stopping at, once the body is no longer read as plain JSON."""
+        if self.plain:
+            return _PLAIN_CDATA if self.cdata else _PLAIN
+        if self.expect_sep and not self.in_str:
+            return _NOT_SPACE
+        return _PATTERNS[(self.cdata, self.in_str, self.strict)]
 
     def _closing_allowed(self) -> bool:
         return not self.cdata and (self.plain or not self.in_str)
@@ -225,7 +244,7 @@ class BodyScanner:
             return -1
         return 0
 
-    def _angle(self, buf: str, i: int, final: bool) -> tuple[int, Outcome]:
+    def _angle(self, buf: str, i: int, final: bool) -> tuple[int, str]:
         """Handle a ``<`` at ``i``: returns (next position, or -1 to wait for input; outcome)."""
         end = self._close_at(buf, i, final)
         if end < 0:
@@ -257,7 +276,7 @@ class BodyScanner:
             return i, Outcome.IMPLICIT
         return i + 1, Outcome.MORE
 
-    def _at_limit(self, buf: str, pos: int, final: bool) -> Outcome:
+    def _at_limit(self, buf: str, pos: int, final: bool) -> str:
         """At body offset ``max_body`` with more input: only a closing tag may start here."""
         if buf[pos] == "<" and self._closing_allowed():
             end = self._close_at(buf, pos, final)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from typing import Any
 
 import msgspec
@@ -24,8 +23,8 @@ SNIPPET = 80
 """Characters of input quoted in a ``ParseError.snippet``."""
 
 
-class End(Enum):
-    """How an element body ended."""
+class End:
+    """How an element body ended (plain constants, as ``tags.TagKind``)."""
 
     CLOSED = "closed"
     IMPLICIT = "implicit"
@@ -78,7 +77,7 @@ def header_errors(element: OpenElement) -> list[Event]:
 
 
 def finish(
-    element: OpenElement, raw: str, end: int, how: End, *, model_output: bool
+    element: OpenElement, raw: str, end: int, how: str, *, model_output: bool
 ) -> list[Event]:
     """The events for an element whose raw body ended at stream offset ``end``."""
     if element.header is not None:
@@ -87,7 +86,7 @@ def finish(
 
 
 def _finish_action(
-    element: OpenElement, header: ActionHeader, raw: str, end: int, how: End
+    element: OpenElement, header: ActionHeader, raw: str, end: int, how: str
 ) -> list[Event]:
     aid = header.id
     at, snippet = element.position, element.tag
@@ -140,7 +139,7 @@ def _finish_action(
     return out
 
 
-def _finish_block(element: OpenElement, raw: str, how: End, model_output: bool) -> list[Event]:
+def _finish_block(element: OpenElement, raw: str, how: str, model_output: bool) -> list[Event]:
     """An ``<action_result>`` or ``<context>`` block: an event only outside model output."""
     attrs, name = element.attrs, element.name
     at, snippet, block_id = element.position, element.tag, element.id

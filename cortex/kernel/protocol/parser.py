@@ -77,9 +77,7 @@ class Parser:
         self.max_body = max_body
         self.max_pending = max_pending
         self.model_output = model_output
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._bytes_seen = False
-        self._utf8_tail = False  # the decoder holds the start of a UTF-8 sequence
+        self._utf8_cut = b""  # the start of a UTF-8 sequence cut short by the end of a chunk
         self._closed = False
         self._buf = ""
         self._pos = 0
@@ -128,8 +126,13 @@ class Parser:
     def feed(self, chunk: str | bytes) -> list[Event]:
         """Take the next piece of output; return the events it completed."""
         try:
-            if chunk.__class__ is not str:
-                return self._feed_bytes(chunk)
+            if chunk.__class__ is not str:  # UTF-8 bytes
+                if self._utf8_cut:
+                    return self._feed_bytes(chunk)
+                try:
+                    chunk = chunk.decode()
+                except (AttributeError, UnicodeDecodeError):  # a memoryview, a cut sequence...
+                    return self._feed_bytes(chunk)
             # Fast paths: a chunk that cannot change the state costs a few string tests.
             fast = self._fast
             if fast == _FAST_HOLD:  # body text or an opening tag, scanned when it ends
@@ -171,32 +174,36 @@ class Parser:
     # ---- driving ------------------------------------------------------------------------
 
     def _feed_bytes(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """UTF-8 bytes: a sequence cut short waits for the next chunk, bad bytes become U+FFFD."""
-        self._bytes_seen = True
-        self._utf8_tail = False
-        text = self._decoder.decode(data)
-        out = self.feed(text)
-        if len(text) != len(data) and self._decoder.getstate()[0]:
-            self._utf8_tail = True  # a str chunk next would have to end the sequence first
-            self._fast = _FAST_NONE
+        """Bytes that are not whole UTF-8 on their own: a sequence cut short by the end of the
+        chunk waits for the next one; bad bytes become U+FFFD."""
+        data = self._utf8_cut + bytes(data)
+        text, used = codecs.utf_8_decode(data, "replace", False)
+        self._utf8_cut = b""
+        out = self._feed(text)
+        if used < len(data):
+            self._utf8_cut = data[used:]
+            self._fast = _FAST_NONE  # a str chunk next must end the sequence first
         return out
 
-    def _after_bytes(self, chunk: str) -> str:
-        """A str chunk after bytes: an unfinished UTF-8 sequence before it becomes U+FFFD."""
-        self._utf8_tail = False
-        chunk = self._decoder.decode(b"", True) + chunk
-        self._decoder.reset()
-        return chunk
+    def _end_utf8(self) -> str:
+        """A UTF-8 sequence cut short that will not go on: U+FFFD (empty if there is none)."""
+        cut, self._utf8_cut = self._utf8_cut, b""
+        return codecs.utf_8_decode(cut, "replace", True)[0]
 
     def _feed(self, chunk: str) -> list[Event]:
         """The general path: run the state machine over what is held and ``chunk``."""
-        if self._utf8_tail:
-            chunk = self._after_bytes(chunk)
+        if self._utf8_cut:  # a str chunk after bytes cut inside a UTF-8 sequence
+            chunk = self._end_utf8() + chunk
         if self._closed:
             return [self._error(codes.CLOSED, "feed() after close(); input ignored", self.offset)]
+        hold = self._hold
+        if hold:  # what the fast path held, read now with this chunk
+            hold.append(chunk)
+            chunk = "".join(hold)
+            hold.clear()
+            self._held = 0
         if not chunk:
             return []
-        self._take_held()
         self._buf += chunk
         self._tag_wait = False
         out: list[Event] = []
@@ -207,13 +214,6 @@ class Parser:
             self._pos = 0
         self._arm()
         return out
-
-    def _take_held(self) -> None:
-        """Move the text held by the fast path into the buffer, to be read now."""
-        if self._held:
-            self._buf += "".join(self._hold)
-            self._held = 0
-        self._hold.clear()
 
     def _arm(self) -> None:
         """Choose the fast path the next chunk may take, from where the parser now is."""
@@ -240,10 +240,10 @@ class Parser:
     def _close(self) -> list[Event]:
         self._closed = True
         self._fast = _FAST_NONE
-        self._take_held()
+        self._buf += "".join(self._hold) + self._end_utf8()
+        self._hold.clear()
+        self._held = 0
         out: list[Event] = []
-        if self._bytes_seen:
-            self._buf += self._decoder.decode(b"", True)
         self._run(out, True)
         if self._mode == _TOP:
             self._flush_stray(out)
@@ -261,18 +261,9 @@ class Parser:
         return out
 
     def _run(self, out: list[Event], final: bool) -> None:
-        while True:
-            mode = self._mode
-            if mode == _BODY:
-                more = self._step_body(out, final)
-            elif mode == _TOP:
-                more = self._step_top(out, final)
-            elif mode == _SKIP:
-                more = self._step_skip(final)
-            else:
-                more = self._step_text(out, final)
-            if not more:
-                return
+        """Step the state machine until it needs more input."""
+        while _STEPS[self._mode](self, out, final):
+            pass
 
     # ---- text ---------------------------------------------------------------------------
 
@@ -525,7 +516,7 @@ class Parser:
         self._element = None
         self._scanner = _IDLE
 
-    def _step_skip(self, final: bool) -> bool:
+    def _step_skip(self, out: list[Event], final: bool) -> bool:
         """Skip an over-long body up to its closing tag."""
         buf, pos, prefix = self._buf, self._pos, self._skip_prefix
         while True:
@@ -546,7 +537,7 @@ class Parser:
                 return True
             pos = i + 1
 
-    def _finish(self, out: list[Event], element: OpenElement, raw: str, end: int, how: End) -> None:
+    def _finish(self, out: list[Event], element: OpenElement, raw: str, end: int, how: str) -> None:
         out += finish(element, raw, end, how, model_output=self.model_output)
 
     # ---- helpers ------------------------------------------------------------------------
@@ -561,11 +552,15 @@ class Parser:
         offset = self.offset
         self._buf, self._pos, self._base = "", 0, offset
         self._hold.clear()
-        self._held, self._tag_wait, self._utf8_tail = 0, False, False
+        self._held, self._tag_wait, self._utf8_cut = 0, False, b""
         self._mode, self._element, self._scanner = _CLOSED if self._closed else _TOP, None, _IDLE
         self._arm()
         message = f"parser bug: {type(exc).__name__}: {exc}; state reset"
         return [ParseError(code=codes.INTERNAL_ERROR, message=message, offset=offset)]
+
+
+_STEPS = (Parser._step_top, Parser._step_text, Parser._step_text, Parser._step_body, Parser._step_skip)
+"""The step function of each mode but ``_CLOSED``."""
 
 
 def _close_tail(buf: str, j: int, final: bool) -> int:

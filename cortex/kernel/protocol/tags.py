@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from enum import Enum
 from typing import NamedTuple
 
 from cortex.kernel.protocol.markup import (
@@ -17,8 +16,9 @@ from cortex.kernel.protocol.markup import (
 )
 
 
-class TagKind(Enum):
-    """What a ``<`` in text turned out to be."""
+class TagKind:
+    """What a ``<`` in text turned out to be (plain constants, not an Enum: reading an Enum
+    member off its class is a slow descriptor lookup in Python 3.11, and hot code does)."""
 
     WAIT = "wait"
     """Too little input to tell yet."""
@@ -35,7 +35,8 @@ class TagKind(Enum):
 class Tag(NamedTuple):
     """A tag read at some ``<``: kind, element name, attribute text and where it ends."""
 
-    kind: TagKind
+    kind: str
+    """A ``TagKind`` constant."""
     name: str = ""
     inside: str = ""
     self_closing: bool = False

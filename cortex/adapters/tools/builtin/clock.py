@@ -1,10 +1,14 @@
-"""Built-in ``time`` plugin: the current time in a timezone."""
+"""Built-in ``time`` plugin: the current time in a timezone, and waiting."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field
 
 from cortex.adapters.tools.decorator import tool
 from cortex.errors import ToolError
@@ -29,3 +33,15 @@ def now(timezone: str = "UTC") -> dict[str, Any]:
         "utc_offset": moment.strftime("%z"),
         "weekday": moment.strftime("%A"),
     }
+
+
+@tool
+async def wait(seconds: Annotated[float, Field(ge=0, le=30)]) -> dict[str, Any]:
+    """Wait a number of seconds (at most 30), then return the time waited; for demos and pacing.
+
+    Args:
+        seconds: How long to wait, from 0 to 30 seconds.
+    """
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    return {"waited_s": round(time.monotonic() - started, 3)}
