@@ -40,8 +40,8 @@ system-deps:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; }
 
-demo: install
-	$(VENV)/bin/cortex demo bus
+demo: install $(MCP_SQLITE_VENV)/.installed
+	bash examples/demo.sh
 
 test: install-test
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -33,12 +33,12 @@ def home(tmp_path: Path):
 
 def test_up_detach_status_tail_down(home: Path) -> None:
     port = free_port()
-    up = cortex(home, "up", "--detach", "--port", str(port))
+    up = cortex(home, "up", "--detach", "--server-only", "--port", str(port))
     assert up.returncode == 0, up.stderr
     assert f"nats://127.0.0.1:{port}" in up.stdout
     assert (home / "data" / "jetstream").is_dir() and (home / "logs" / "nats-server.log").exists()
 
-    again = cortex(home, "up", "--detach", "--port", str(port))
+    again = cortex(home, "up", "--detach", "--server-only", "--port", str(port))
     assert again.returncode == 0 and "using running" in again.stdout
 
     demo = cortex(home, "demo", "bus", "--events", "3")
@@ -57,7 +57,7 @@ def test_up_detach_status_tail_down(home: Path) -> None:
 
 def test_tail_prints_events_live(home: Path) -> None:
     port = free_port()
-    assert cortex(home, "up", "--detach", "--port", str(port)).returncode == 0
+    assert cortex(home, "up", "--detach", "--server-only", "--port", str(port)).returncode == 0
     env = {**os.environ, "CORTEX_HOME": str(home)}
     tail = subprocess.Popen([*CORTEX, "tail", "--all", "--json"], env=env, stdout=subprocess.PIPE, text=True)
     try:
@@ -82,7 +82,7 @@ def test_taken_port_is_a_clear_error(home: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        result = cortex(home, "up", "--detach", "--port", str(port))
+        result = cortex(home, "up", "--detach", "--server-only", "--port", str(port))
     assert result.returncode == 1
     assert f"port {port} is taken" in result.stderr and "Traceback" not in result.stderr
 
@@ -103,7 +103,7 @@ async def test_home_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_external_url_starts_no_server(home: Path, nats_server) -> None:
-    result = cortex(home, "up", "--detach", env={"CORTEX_NATS_URL": nats_server.url})
+    result = cortex(home, "up", "--detach", "--server-only", env={"CORTEX_NATS_URL": nats_server.url})
     assert result.returncode == 0, result.stderr
     assert nats_server.url in result.stdout
     assert not (home / "server.json").exists()
