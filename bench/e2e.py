@@ -323,14 +323,15 @@ def timeline(scenario: Scenario, sample: Sample) -> str:
     for ts, event in sample.events:
         key = (getattr(event.data, "action_id", "") or "", event.type)
         at.setdefault(key, (ts - sample.t0) * 1000)
-    lines = [f"  run {sample.outcome} wall {sample.wall * 1000:.1f} ms; turn.started {at.get(('', 'turn.started'), 0):.1f}"
-             f", turn.completed {at.get(('', 'turn.completed'), 0):.1f}, run.completed {at.get(('', 'run.completed'), 0):.1f}"]
+    kinds = ("turn.started", "turn.completed", "run.completed")
+    marks = ", ".join(f"{kind} {at.get(('', kind), 0):.1f}" for kind in kinds)
+    lines = [f"  run {sample.outcome} wall {sample.wall * 1000:.1f} ms; {marks}"]
     for n, due in enumerate(scenario.declared_at(), 1):
         aid = f"a{n}"
         sent = sample.dispatched.get(aid)
         steps = [("token", due * 1000), *((kind.split(".")[1], at.get((aid, kind))) for kind in (
             "action.declared", "action.waiting", "action.scheduled")),
-            ("sent", None if sent is None else (sent - sample.t0) * 1000),
+            ("work", None if sent is None else (sent - sample.t0) * 1000),
             *((kind.split(".")[1], at.get((aid, kind))) for kind in ("action.started", "action.completed"))]
         lines.append(f"    {aid:<5}" + "  ".join(f"{name} {value:8.1f}" for name, value in steps if value is not None))
     return "\n".join(lines)
@@ -339,9 +340,9 @@ def timeline(scenario: Scenario, sample: Sample) -> str:
 STAGES = (
     ("start", "run.requested published -> turn.started stored"),
     ("declare lag", "action.declared stored - (turn.started + the token time of its closing tag)"),
-    ("kernel", "work item sent - max(action.declared, last dependency's action.completed) stored"),
-    ("stored", "action.scheduled stored - work item sent (the decision's events land after its work)"),
-    ("pickup", "action.started stored - work item sent (through the work stream into the tool pool)"),
+    ("kernel", "work item seen - max(action.declared, last dependency's action.completed) stored"),
+    ("stored", "action.scheduled stored - work item seen (a decision's work goes out before its events)"),
+    ("pickup", "action.started stored - work item seen (through the work stream into the tool pool)"),
     ("tool", "action.completed - action.started - the tool's own latency"),
     ("turn end lag", "turn.completed - (turn.started + last token time)"),
     ("finish", "run.completed - max(turn.completed, last action.completed)"),
@@ -484,7 +485,8 @@ async def main(ns: argparse.Namespace) -> None:
     suite = scenarios(not ns.no_burst, ns.overhead_streamed)
     if ns.only:
         suite = [s for s in suite if s.name in ns.only.split(",")]
-    print(f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}, mode {'in-process' if ns.in_process else 'processes'}, "
+    mode = "in-process" if ns.in_process else "processes"
+    print(f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}, mode {mode}, "
           f"ttft {TTFT_S * 1000:.0f} ms, {TOKEN_DELAY_S * 1000:.0f} ms/token, {TOKENS_PER_ACTION} tokens/action, "
           f"{ns.reps} reps")
     tools = await plugin_tools()
@@ -501,7 +503,7 @@ async def main(ns: argparse.Namespace) -> None:
                 await wait_registered(bus)
                 tap = WorkTap()
                 await tap.start(bus)
-                warm = scenarios(True, False)[4]  # fan-out/burst: every component has done its work once
+                warm = next(s for s in scenarios(True, False) if s.name == "fan-out/burst")
                 for _ in range(2):
                     sample = await play(bus, tap, warm.agent(tools), 60)
                     if sample.outcome != "run.completed":

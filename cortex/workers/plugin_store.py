@@ -40,11 +40,16 @@ async def applied_plugins(bus: Bus, *, skip: set[str]) -> list[PluginManifest]:
     return manifests
 
 
-async def follow_applied_plugins(bus: Bus, host: PluginHost, *, skip: set[str]) -> None:
-    """Start each plugin applied from now on (``manifest.applied`` with kind plugin) until cancelled."""
+async def system_stream_position(bus: Bus) -> int:
+    """The sequence the next system event will get (take it before loading, so nothing is missed)."""
+    return (await bus.js.stream_info(subjects.SYSTEM_STREAM)).state.last_seq + 1
+
+
+async def follow_applied_plugins(bus: Bus, host: PluginHost, *, skip: set[str], start_seq: int) -> None:
+    """Start each plugin applied from ``start_seq`` on (``manifest.applied``, kind plugin) until cancelled."""
     store = ManifestStore(bus)
     filter_subject = subjects.system_event("manifest.applied")
-    async for event, _seq in bus.watch(filter_subject, stream=subjects.SYSTEM_STREAM):
+    async for event, _seq in bus.watch(filter_subject, stream=subjects.SYSTEM_STREAM, start_seq=start_seq):
         if not isinstance(event, ManifestApplied) or event.data.kind != "plugin" or event.data.name in skip:
             continue
         try:

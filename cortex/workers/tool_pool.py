@@ -17,7 +17,7 @@ from cortex.workers.action_log import ActionLog, LogReader
 from cortex.workers.base import HandlerTasks, pool_consumer, worker_id
 from cortex.workers.cancel_watch import CancelWatch
 from cortex.workers.plugin_host import POOL, PluginHost, load_manifests
-from cortex.workers.plugin_store import applied_plugins, follow_applied_plugins
+from cortex.workers.plugin_store import applied_plugins, follow_applied_plugins, system_stream_position
 from cortex.workers.tool_executor import ToolExecutor
 
 log = logging.getLogger("cortex.workers.tool")
@@ -59,6 +59,7 @@ async def serve(bus: Bus, args: argparse.Namespace, stop: asyncio.Event) -> None
     worker = worker_id(POOL)
     manifests = load_manifests(args.plugins, builtins=not args.no_builtins)
     local = {m.name for m in manifests}
+    applied_from = await system_stream_position(bus)
     if not args.no_applied:
         manifests += await applied_plugins(bus, skip=local)
     host = PluginHost(bus, manifests, worker=worker, heartbeat_s=args.heartbeat)
@@ -78,7 +79,9 @@ async def serve(bus: Bus, args: argparse.Namespace, stop: asyncio.Event) -> None
             for lane in host.lanes
         ]
         runners = [asyncio.create_task(consumer.run()) for consumer in consumers]
-        follower = None if args.no_applied else asyncio.create_task(follow_applied_plugins(bus, host, skip=local))
+        follower = None if args.no_applied else asyncio.create_task(
+            follow_applied_plugins(bus, host, skip=local, start_seq=applied_from)
+        )
         log.info("%s serves %d tools on %d subjects", worker, len(host.tools), len(consumers))
         stopping = asyncio.create_task(stop.wait())
         try:

@@ -51,6 +51,8 @@ Problem = tuple[str, str]
 
 def parse_attributes(inside: str) -> tuple[dict[str, str], list[Problem]]:
     """Attributes of a tag from the text between its name and ``>``, with any problems."""
+    if not inside:
+        return {}, []
     if _SIMPLE.fullmatch(inside):  # the usual name="value" ... with nothing to decode
         pairs = _PAIR.findall(inside)
         simple = dict(pairs)

@@ -37,7 +37,9 @@ from cortex.kernel.protocol.markup import (
     CLOSE_TAIL_PARTIAL,
     ENTITY,
     ENTITY_PARTIAL,
+    TAG_NAMES,
     TAG_PREFIXES,
+    TAG_START,
     entity_text,
 )
 from cortex.kernel.protocol.tags import WAIT_OPEN, Tag, TagKind, read_tag
@@ -53,6 +55,11 @@ DEFAULT_MAX_PENDING = 4_096
 _TOP, _THOUGHT, _RESPONSE, _BODY, _SKIP, _CLOSED = range(6)
 _PARENT_NAME = {_TOP: None, _THOUGHT: "thought", _RESPONSE: "response"}
 _TEXT_SPECIAL = re.compile(r"[<&]")
+_TAG_LIKE = re.compile(rf"<(?:[/!{''.join(sorted({n[0] for n in TAG_NAMES}))}]|\Z)")
+"""A '<' that may start a tag the body scanner acts on (any other '<' in a body is text)."""
+_TAG_MIN = min(len(n) for n in TAG_NAMES) + 2
+"""The fewest characters from a '<' to a tag the body scanner acts on (``<action`` and one
+more): a body holding fewer after its first such '<' cannot have ended yet."""
 # Which fast path feed() may take next (chosen by Parser._arm after each slow call).
 _FAST_NONE, _FAST_HOLD, _FAST_THOUGHT, _FAST_RESPONSE, _FAST_PREFIX, _FAST_SPACE = range(6)
 _IDLE = BodyScanner("action", json=False, max_body=0)  # stands in while no body is open
@@ -135,29 +142,35 @@ class Parser:
                     return self._feed_bytes(chunk)
             # Fast paths: a chunk that cannot change the state costs a few string tests.
             fast = self._fast
-            if fast == _FAST_HOLD:  # body text or an opening tag, scanned when it ends
+            if fast == _FAST_HOLD:  # body text or an opening tag, read when it may end
                 if "<" not in chunk and self._stop not in chunk:
                     held = self._held + len(chunk)
                     if held < self._room:
                         self._held = held
                         self._hold.append(chunk)
                         return []
+                elif self._mode == _BODY:
+                    return self._body_markup(chunk)
             elif fast == _FAST_THOUGHT:
                 if "<" not in chunk and "&" not in chunk:
                     self._base += len(chunk)
                     return [ThoughtDelta(chunk)] if chunk else []
+                return self._text_markup(chunk)
             elif fast == _FAST_RESPONSE:
                 if "<" not in chunk and "&" not in chunk:
                     self._base += len(chunk)
                     return [ResponseDelta(chunk, self._final)] if chunk else []
+                return self._text_markup(chunk)
             elif fast == _FAST_PREFIX:  # a tag cut short, still cut short
                 if self._buf + chunk in self._prefixes:
                     self._buf += chunk
                     return []
+                return self._prefix_markup(chunk)
             elif fast == _FAST_SPACE:  # whitespace between elements
                 if chunk.isspace():
                     self._base += len(chunk)
                     return []
+                return self._text_markup(chunk)
             return self._feed(chunk)
         except Exception as exc:  # noqa: BLE001 - feed() must never raise; report instead
             return self._internal_error(exc)
@@ -207,13 +220,57 @@ class Parser:
         self._buf += chunk
         self._tag_wait = False
         out: list[Event] = []
-        self._run(out, False)
+        while _STEPS[self._mode](self, out, False):  # as _run(), without a call
+            pass
         if self._pos:
             self._base += self._pos
             self._buf = self._buf[self._pos :]
             self._pos = 0
         self._arm()
         return out
+
+    def _body_markup(self, chunk: str) -> list[Event]:
+        """Body text with a '<': held too while no tag can be complete yet (``}</ac``)."""
+        m = _TAG_LIKE.search(chunk)
+        room = self._room if m is None else min(self._room, self._held + m.start() + _TAG_MIN)
+        held = self._held + len(chunk)
+        if held >= room:
+            return self._feed(chunk)
+        self._room, self._held = room, held
+        self._hold.append(chunk)
+        return []
+
+    def _text_markup(self, chunk: str) -> list[Event]:
+        """Text (or whitespace between elements) then a tag name cut short (``... <thou``):
+        the text is streamed and the rest waits, without the general path."""
+        i = chunk.find("<")
+        if i < 0 or chunk[i:] not in TAG_PREFIXES:
+            return self._feed(chunk)
+        text = chunk[:i]
+        out: list[Event] = []
+        if self._mode == _TOP:
+            if text and not text.isspace():  # stray text
+                return self._feed(chunk)
+        elif "&" in text:
+            return self._feed(chunk)
+        elif text:
+            out.append(self._delta(text))
+        self._buf = chunk[i:]
+        self._base += i
+        self._fast, self._prefixes = _FAST_PREFIX, TAG_PREFIXES
+        return out
+
+    def _prefix_markup(self, chunk: str) -> list[Event]:
+        """A tag name cut short, then more: an opening tag still without its '>' (and with no
+        '<') waits for it, without the general path."""
+        text = self._buf + chunk
+        if self._mode <= _RESPONSE and ">" not in text and text.count("<") == 1:
+            m = TAG_START.match(text)
+            if m is not None and not m.group(1) and len(text) < self.max_pending:
+                self._buf, self._tag_wait = text, True
+                self._fast, self._stop, self._room = _FAST_HOLD, ">", self.max_pending - len(text)
+                return []
+        return self._feed(chunk)
 
     def _arm(self) -> None:
         """Choose the fast path the next chunk may take, from where the parser now is."""
@@ -315,10 +372,13 @@ class Parser:
     def _emit_text(self, out: list[Event], pieces: list[str]) -> None:
         text = "".join(pieces)
         if text:
-            if self._mode == _THOUGHT:
-                out.append(ThoughtDelta(text))
-            else:
-                out.append(ResponseDelta(text, self._final))
+            out.append(self._delta(text))
+
+    def _delta(self, text: str) -> Event:
+        """A piece of the open thought's or response's text, as an event."""
+        if self._mode == _THOUGHT:
+            return ThoughtDelta(text)
+        return ResponseDelta(text, self._final)
 
     def _step_top(self, out: list[Event], final: bool) -> bool:
         """Outside any element: whitespace is ignored, other text is stray."""
@@ -341,7 +401,8 @@ class Parser:
                 self._stray(buf, i, i + 1)
                 pos = i + 1
                 continue
-            self._flush_stray(out)
+            if self._stray_at >= 0:
+                self._flush_stray(out)
             pos = self._tag(out, buf, i, tag)
             if self._mode != _TOP:
                 self._pos = pos
@@ -450,7 +511,8 @@ class Parser:
                     self._ctx_tag,
                 )
             )
-        problems = problems + unknown_attributes(name, attrs)
+        if attrs:
+            problems = problems + unknown_attributes(name, attrs)
         if name == "response":
             self._final, final_problems = read_final(attrs)
             problems += final_problems
