@@ -30,7 +30,9 @@ token_delay`` (``k_i`` its 0-based token index, exactly the provider's schedule)
 ``max(t_i, end of its dependencies)`` and ends ``latency_i`` later; the bound is the later of the
 last token and the last end. Wall time runs from just before ``run.requested`` is published to
 ``run.completed`` arriving on a plain subscription of the run. Where the rest goes is read from
-the JetStream store timestamps of the run's events (same clock): see ``breakdown``.
+the JetStream store timestamps of the run's events (same clock) and a plain subscription on
+``cortex.work.tool`` (when each work item went out): see ``breakdown`` and ``STAGES``;
+``--verbose`` prints each run's timeline. Figures and findings: bench/README.md, "End to end".
 """
 
 from __future__ import annotations

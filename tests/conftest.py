@@ -31,7 +31,7 @@ def nats_server(tmp_path: Path) -> Iterator[NatsProcess]:
             pytest.skip("CORTEX_TEST_NATS=docker but no Docker engine answers here")
         from testcontainers.community.nats import NatsContainer
 
-        with NatsContainer("nats:latest", jetstream=True) as container:  # pragma: no cover - needs docker
+        with NatsContainer("nats:2.15", jetstream=True) as container:  # pragma: no cover - needs docker
             proc = NatsProcess(store_dir=tmp_path / "unused", port=int(container.get_exposed_port(4222)))
             yield proc
         return

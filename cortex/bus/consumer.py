@@ -109,18 +109,25 @@ class DurableConsumer(Generic[T]):
         await self.ensure()
         sub = await self.bus.js.pull_subscribe_bind(self.durable, self.stream)
         running: set[asyncio.Task[None]] = set()
+        pending = 0
         try:
             while not self._stopping.is_set():
                 free = self.concurrency - len(running)
                 if free <= 0:
                     await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                     continue
+                # Ask for one message while idle and for what is known to be pending otherwise:
+                # nats-py holds a larger fetch open until it is full or times out, so a lone
+                # message would wait for the whole timeout.
+                want = max(1, min(self.batch, free, pending))
                 try:
-                    msgs = await sub.fetch(min(self.batch, free), timeout=1.0)
+                    msgs = await sub.fetch(want, timeout=1.0 if want == 1 else 0.05)
                 except (FetchTimeoutError, NatsTimeout, asyncio.TimeoutError):
+                    pending = 0
                     continue
                 except ConnectionClosedError:
                     return
+                pending = msgs[-1].metadata.num_pending if msgs else 0
                 for msg in msgs:
                     if self.concurrency == 1:
                         await self.process(msg)
