@@ -73,7 +73,7 @@ def decode_entities(text: str) -> str:
 
 def decode_body(raw: str) -> str:
     """The character data of a raw element body: entities decoded, CDATA sections unwrapped."""
-    if "<" not in raw:
+    if CDATA_OPEN not in raw:
         return decode_entities(raw)
     parts = _CDATA_SPLIT.split(raw)
     out = [decode_entities(p) if i % 2 == 0 else p for i, p in enumerate(parts)]

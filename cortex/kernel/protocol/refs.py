@@ -28,18 +28,22 @@ _STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[([0-9]+)\]")
 def find_refs(params: Any) -> tuple[str, ...]:
     """Action ids referenced anywhere in the string values of ``params``, in order, once each."""
     found: dict[str, None] = {}
-    stack = [params]
+    stack = [iter((params,))]  # the values still to see, container by container (no recursion)
     while stack:
-        value = stack.pop()
-        if isinstance(value, str):
-            if "$" in value:
-                for m in REFERENCE.finditer(value):
-                    if m.group(1):
-                        found.setdefault(m.group(1))
-        elif isinstance(value, dict):
-            stack.extend(reversed(value.values()))
-        elif isinstance(value, list):
-            stack.extend(reversed(value))
+        for value in stack[-1]:
+            if isinstance(value, str):
+                if "$" in value:
+                    for m in REFERENCE.finditer(value):
+                        if m.group(1):
+                            found.setdefault(m.group(1))
+            elif isinstance(value, dict):
+                stack.append(iter(value.values()))
+                break
+            elif isinstance(value, list):
+                stack.append(iter(value))
+                break
+        else:
+            stack.pop()
     return tuple(found)
 
 
