@@ -12,6 +12,7 @@ from typing import Any
 
 from nats.js.errors import NotFoundError
 
+from cortex.aio import cancel_and_wait  # noqa: F401 - re-exported for the CLI and API
 from cortex.bus import subjects
 from cortex.bus.client import Bus
 from cortex.bus.events import (
@@ -29,22 +30,6 @@ log = logging.getLogger("cortex.runs")
 
 TERMINAL = frozenset({"run.completed", "run.failed", "run.cancelled"})
 """Event types that end a run (a chat run may be re-opened by a message after ``run.completed``)."""
-
-
-async def cancel_and_wait(task: asyncio.Task, timeout_s: float = 10.0) -> None:
-    """Cancel ``task`` and wait until it is done, cancelling again while it is not.
-
-    nats-py swallows a cancellation that lands in some of its awaits (flushing, draining), so one
-    ``cancel()`` may be lost; a task still running after ``timeout_s`` is left behind (logged).
-    """
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not task.done() and asyncio.get_running_loop().time() < deadline:
-        task.cancel()
-        await asyncio.wait({task}, timeout=0.1)
-    if not task.done():
-        log.warning("task %s did not stop within %.0fs", task.get_name(), timeout_s)
-    elif not task.cancelled() and task.exception() is not None:
-        log.debug("task %s ended with %r", task.get_name(), task.exception())
 
 
 def new_run_id() -> str:

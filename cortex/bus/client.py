@@ -239,7 +239,7 @@ class Bus:
                     if event is not None:
                         yield event, msg.metadata.sequence.stream
         finally:
-            await sub.unsubscribe()
+            await _unsubscribe(sub)
 
     async def watch(
         self, filter_subject: str, *, stream: str = subjects.EVENTS_STREAM, from_start: bool = False,
@@ -260,7 +260,7 @@ class Bus:
                 if event is not None:
                     yield event, msg.metadata.sequence.stream
         finally:
-            await sub.unsubscribe()
+            await _unsubscribe(sub)
 
     def decode_or_none(self, msg: Msg) -> Event | None:
         """Decode a stored event; log and return None for a malformed one (it is not lost: it stays in the stream)."""
@@ -273,3 +273,11 @@ class Bus:
     async def kv(self, bucket: str) -> KeyValue:
         """A KV bucket by name (see cortex.bus.subjects.KV_*)."""
         return await self.js.key_value(bucket)
+
+
+async def _unsubscribe(sub: object) -> None:
+    """Unsubscribe within a bounded time, even while being cancelled (a reader must never hang)."""
+    try:
+        await asyncio.wait_for(sub.unsubscribe(), 2.0)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - the server drops an abandoned ephemeral consumer by itself
+        log.debug("unsubscribe did not finish cleanly", exc_info=True)

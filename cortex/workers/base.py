@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from nats.aio.msg import Msg
 
+from cortex.aio import cancel_and_wait
 from cortex.bus import subjects
 from cortex.bus.client import Bus
 from cortex.bus.consumer import DurableConsumer
@@ -147,10 +148,7 @@ class HandlerTasks:
     async def cancel_all(self) -> None:
         """Refuse new work, cancel every handler call in flight and wait until they are gone."""
         self.closed = True
-        tasks = list(self.tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(cancel_and_wait(task) for task in list(self.tasks)))
 
 
 async def serve_consumer(consumer: DurableConsumer[AnyWork], tasks: HandlerTasks, stop: asyncio.Event) -> None:

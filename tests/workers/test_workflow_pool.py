@@ -104,6 +104,6 @@ async def test_a_workflow_stored_unresolved_gets_its_builtin_tools(bus: Bus, run
         requested = await wait_for_event(bus, child_run_id(item), "run.requested")
     finally:
         stop.set()
-        await task
+        await asyncio.wait_for(task, 10)
     assert [t.name for t in requested.data.agent.tools] == ["text.count", "calc.eval"]
     assert '{"text":"$vars.text"}' in requested.data.agent.provider_options["script"][0]["text"]

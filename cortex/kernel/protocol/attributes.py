@@ -40,7 +40,9 @@ ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _ATTR = re.compile(
     r"""([^\s=/>"'<]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'<>=`]+)))?"""
 )
-_SIMPLE = re.compile(r'(?:\s+[A-Za-z_][\w.:-]*="[^"<&\t\n\r]*")*\s*')
+PLAIN_ATTRIBUTES = r'(?:\s+[A-Za-z_][\w.:-]*="[^"<&\t\n\r]*")*\s*'
+"""Attributes as the usual ``name="value"`` pairs with nothing to decode (a pattern)."""
+_SIMPLE = re.compile(PLAIN_ATTRIBUTES)
 _PAIR = re.compile(r'([A-Za-z_][\w.:-]*)="([^"]*)"')
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
@@ -49,11 +51,12 @@ Problem = tuple[str, str]
 """A ``(code, message)`` pair found while reading a tag."""
 
 
-def parse_attributes(inside: str) -> tuple[dict[str, str], list[Problem]]:
-    """Attributes of a tag from the text between its name and ``>``, with any problems."""
+def parse_attributes(inside: str, plain: bool = False) -> tuple[dict[str, str], list[Problem]]:
+    """Attributes of a tag from the text between its name and ``>``, with any problems;
+    ``plain`` says ``inside`` is already known to be plain ``name="value"`` pairs."""
     if not inside:
         return {}, []
-    if _SIMPLE.fullmatch(inside):  # the usual name="value" ... with nothing to decode
+    if plain or _SIMPLE.fullmatch(inside):  # the usual name="value" ... with nothing to decode
         pairs = _PAIR.findall(inside)
         simple = dict(pairs)
         if len(simple) == len(pairs):

@@ -42,17 +42,15 @@ class Outcome:
 
 
 _JSON_CHARS = r" \t\n\r{}\[:,0-9.eE+\-truflasn"
-_PATTERNS: dict[tuple[bool, bool, bool], re.Pattern[str]] = {
-    # (cdata, in_string, strict) -> the characters worth stopping at
-    (False, False, False): re.compile(r'["<]'),
-    (False, True, False): re.compile(r'["\\<\x00-\x1f]'),
-    (False, False, True): re.compile(rf"[^{_JSON_CHARS}\]]"),
-    (False, True, True): re.compile(r'["\\<\x00-\x1f]'),
-    (True, False, False): re.compile(r'["<\]]'),
-    (True, True, False): re.compile(r'["\\<\]\x00-\x1f]'),
-    (True, False, True): re.compile(rf"[^{_JSON_CHARS}]"),
-    (True, True, True): re.compile(r'["\\<\]\x00-\x1f]'),
+_STRICT: dict[tuple[bool, bool], re.Pattern[str]] = {
+    # (cdata, in_string) -> the characters worth stopping at, in strict mode
+    (False, False): re.compile(rf"[^{_JSON_CHARS}\]]"),
+    (False, True): re.compile(r'["\\<\x00-\x1f]'),
+    (True, False): re.compile(rf"[^{_JSON_CHARS}]"),
+    (True, True): re.compile(r'["\\<\]\x00-\x1f]'),
 }
+
+
 def _json_runs(cdata: bool) -> tuple[re.Pattern[str], re.Pattern[str]]:
     """Patterns that skip JSON text which cannot end the body, outside or inside CDATA: one
     to read from outside a string (it ends inside one when group 1 is set), one to read from
@@ -76,9 +74,10 @@ def _json_runs(cdata: bool) -> tuple[re.Pattern[str], re.Pattern[str]]:
 
 
 _JSON_RUNS: dict[tuple[bool, bool], re.Pattern[str]] = {}
-"""(cdata, in_string) -> the pattern of ``_json_runs`` to read with."""
+"""(cdata, in_string) -> the pattern of ``_json_runs`` to read with (outside strict mode)."""
 for _cdata in (False, True):
     _JSON_RUNS[(_cdata, False)], _JSON_RUNS[(_cdata, True)] = _json_runs(_cdata)
+
 _PLAIN = re.compile(r"<")
 _PLAIN_CDATA = re.compile(r"\]")
 _NOT_SPACE = re.compile(r"[^ \t\n\r]")
@@ -111,6 +110,7 @@ class BodyScanner:
         "first_close_end",
         "close_end",
         "_origin",
+        "_rough_end",
     )
 
     def __init__(self, element: str, *, json: bool, max_body: int) -> None:
@@ -136,6 +136,9 @@ class BodyScanner:
         self.close_end = 0
         """Buffer index just past the closing tag, after ``Outcome.CLOSE``."""
         self._origin = 0
+        self._rough_end = 0
+        """Body offset up to which ``_skip_plain_text`` was found not to apply (so that text
+        is looked at once, however often the scan stops in it)."""
 
     def raw(self) -> str:
         """The raw body scanned so far (exactly as written)."""
@@ -162,10 +165,12 @@ class BodyScanner:
                     break
                 i = m.start()
             else:  # JSON: skip what cannot end the body
-                in_str = self.in_str
-                m = _JSON_RUNS[self.cdata, in_str].match(buf, pos, wend)
-                self.in_str = m.lastindex != 1 if in_str else m.lastindex == 1
-                i = m.end()
+                i = -1 if self.cdata else self._skip_plain_text(buf, pos, wend)
+                if i < 0:
+                    in_str = self.in_str
+                    m = _JSON_RUNS[self.cdata, in_str].match(buf, pos, wend)
+                    self.in_str = m.lastindex != 1 if in_str else m.lastindex == 1
+                    i = m.end()
                 if i == wend:
                     pos = wend
                     break
@@ -220,13 +225,29 @@ class BodyScanner:
             self.size = origin + pos
         return pos, outcome
 
+    def _skip_plain_text(self, buf: str, pos: int, wend: int) -> int:
+        """The next '<' (or ``wend``) when the JSON text up to it has no escape and no control
+        character, so that only the parity of its quotes matters; else -1."""
+        if self._origin + pos < self._rough_end:  # known to have escapes: no need to look again
+            return -1
+        i = buf.find("<", pos, wend)
+        if i < 0:
+            i = wend
+        text = buf[pos:i]
+        if "\\" in text or not text.isprintable():
+            self._rough_end = self._origin + i
+            return -1
+        if text.count('"') & 1:
+            self.in_str = not self.in_str
+        return i
+
     def _stops(self) -> re.Pattern[str]:
         """The characters worth stopping at, once the body is no longer read as plain JSON."""
         if self.plain:
             return _PLAIN_CDATA if self.cdata else _PLAIN
         if self.expect_sep and not self.in_str:
             return _NOT_SPACE
-        return _PATTERNS[(self.cdata, self.in_str, self.strict)]
+        return _STRICT[(self.cdata, self.in_str)]
 
     def _closing_allowed(self) -> bool:
         return not self.cdata and (self.plain or not self.in_str)

@@ -6,6 +6,12 @@ response text come out as deltas at once; an action comes out in the very ``feed
 that delivers its closing tag. Malformed output gives ``ParseError`` events and parsing goes
 on; nothing raises out of ``feed()`` or ``close()``. After merging adjacent text deltas, the
 events do not depend on how the input was split. See docs/protocol.md.
+
+Speed with small chunks: after each call that runs the state machine, ``_arm`` picks the fast
+path the next chunk may take (text that only streams, body or opening-tag text that cannot
+end anything yet and is held unread, a tag name still cut short, whitespace between
+elements); such a chunk costs a few string tests. Held text is read, all at once, by the call
+whose chunk might complete something, so no event comes later than it would otherwise.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from cortex.kernel.protocol.markup import (
     CLOSE_TAIL_PARTIAL,
     ENTITY,
     ENTITY_PARTIAL,
+    MAX_PREFIX,
     TAG_NAMES,
     TAG_PREFIXES,
     TAG_START,
@@ -54,7 +61,6 @@ DEFAULT_MAX_PENDING = 4_096
 # element body, skipping an over-long body to its closing tag, or closed.
 _TOP, _THOUGHT, _RESPONSE, _BODY, _SKIP, _CLOSED = range(6)
 _PARENT_NAME = {_TOP: None, _THOUGHT: "thought", _RESPONSE: "response"}
-_TEXT_SPECIAL = re.compile(r"[<&]")
 _TAG_LIKE = re.compile(rf"<(?:[/!{''.join(sorted({n[0] for n in TAG_NAMES}))}]|\Z)")
 """A '<' that may start a tag the body scanner acts on (any other '<' in a body is text)."""
 _TAG_MIN = min(len(n) for n in TAG_NAMES) + 2
@@ -85,6 +91,7 @@ class Parser:
         self.max_pending = max_pending
         self.model_output = model_output
         self._utf8_cut = b""  # the start of a UTF-8 sequence cut short by the end of a chunk
+        self._fast_cut = _FAST_NONE  # the fast path put aside while _utf8_cut waits
         self._closed = False
         self._buf = ""
         self._pos = 0
@@ -103,8 +110,9 @@ class Parser:
         self._ordinal = 0
         self._ids: set[str] = set()
         # The fast path feed() may take next (see _arm), and what it holds back: chunks of a
-        # body or an opening tag that contain no '<' nor self._stop, fewer than self._room
-        # characters in all, read by the state machine when a chunk does.
+        # body or of an opening tag without '<' or self._stop (a body also takes a few after a
+        # '<', see _body_markup), fewer than self._room characters in all; the state machine
+        # reads them with the first chunk that does not qualify.
         self._fast = _FAST_SPACE
         self._hold: list[str] = []
         self._held = 0
@@ -189,13 +197,14 @@ class Parser:
     def _feed_bytes(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Bytes that are not whole UTF-8 on their own: a sequence cut short by the end of the
         chunk waits for the next one; bad bytes become U+FFFD."""
-        data = self._utf8_cut + bytes(data)
+        if self._utf8_cut:  # nothing was read since the cut: the fast path set aside still holds
+            data = self._utf8_cut + data
+            self._utf8_cut, self._fast = b"", self._fast_cut
         text, used = codecs.utf_8_decode(data, "replace", False)
-        self._utf8_cut = b""
-        out = self._feed(text)
+        out = self.feed(text)
         if used < len(data):
-            self._utf8_cut = data[used:]
-            self._fast = _FAST_NONE  # a str chunk next must end the sequence first
+            self._utf8_cut = bytes(data[used:])
+            self._fast_cut, self._fast = self._fast, _FAST_NONE  # a str chunk must end it first
         return out
 
     def _end_utf8(self) -> str:
@@ -220,8 +229,7 @@ class Parser:
         self._buf += chunk
         self._tag_wait = False
         out: list[Event] = []
-        while _STEPS[self._mode](self, out, False):  # as _run(), without a call
-            pass
+        self._run(out, False)
         if self._pos:
             self._base += self._pos
             self._buf = self._buf[self._pos :]
@@ -244,7 +252,7 @@ class Parser:
         """Text (or whitespace between elements) then a tag name cut short (``... <thou``):
         the text is streamed and the rest waits, without the general path."""
         i = chunk.find("<")
-        if i < 0 or chunk[i:] not in TAG_PREFIXES:
+        if i < 0 or len(chunk) - i > MAX_PREFIX or chunk[i:] not in TAG_PREFIXES:
             return self._feed(chunk)
         text = chunk[:i]
         out: list[Event] = []
@@ -330,12 +338,14 @@ class Parser:
         n = len(buf)
         pieces: list[str] = []
         while pos < n:
-            m = _TEXT_SPECIAL.search(buf, pos)
-            if m is None:
+            lt = buf.find("<", pos)  # the next '<' or '&': two finds beat a regex search
+            i = buf.find("&", pos, n if lt < 0 else lt)
+            if i < 0:
+                i = lt
+            if i < 0:
                 pieces.append(buf[pos:])
                 pos = n
                 break
-            i = m.start()
             if i > pos:
                 pieces.append(buf[pos:i])
             if buf[i] == "&":
@@ -453,7 +463,7 @@ class Parser:
                 message = f"</{name}> {place} closes nothing"
                 out.append(self._error(codes.STRAY_CLOSE_TAG, message, at, text))
             return tag.end
-        attrs, problems = parse_attributes(tag.inside)
+        attrs, problems = parse_attributes(tag.inside, tag.plain)
         if name == "thought" or name == "response":
             self._open_text(out, name, attrs, problems, tag, at, text)
             return tag.end
@@ -579,7 +589,7 @@ class Parser:
         self._scanner = _IDLE
 
     def _step_skip(self, out: list[Event], final: bool) -> bool:
-        """Skip an over-long body up to its closing tag."""
+        """Skip an over-long body up to its closing tag (``out`` is unused: nothing to say)."""
         buf, pos, prefix = self._buf, self._pos, self._skip_prefix
         while True:
             i = buf.find(prefix, pos)
@@ -621,8 +631,14 @@ class Parser:
         return [ParseError(code=codes.INTERNAL_ERROR, message=message, offset=offset)]
 
 
-_STEPS = (Parser._step_top, Parser._step_text, Parser._step_text, Parser._step_body, Parser._step_skip)
-"""The step function of each mode but ``_CLOSED``."""
+_STEPS = (
+    Parser._step_top,
+    Parser._step_text,
+    Parser._step_text,
+    Parser._step_body,
+    Parser._step_skip,
+)
+"""The step function of each mode but ``_CLOSED`` (indexed by mode)."""
 
 
 def _close_tail(buf: str, j: int, final: bool) -> int:

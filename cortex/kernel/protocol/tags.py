@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from cortex.kernel.protocol.attributes import PLAIN_ATTRIBUTES
 from cortex.kernel.protocol.markup import (
     CLOSE_TAIL,
     CLOSE_TAIL_PARTIAL,
@@ -42,6 +43,8 @@ class Tag(NamedTuple):
     self_closing: bool = False
     end: int = 0
     reason: str = ""
+    plain: bool = False
+    """The attributes are plain ``name="value"`` pairs (see ``attributes.parse_attributes``)."""
 
 
 WAIT = Tag(TagKind.WAIT)
@@ -50,18 +53,16 @@ WAIT_OPEN = Tag(TagKind.WAIT, reason="an opening tag waits for its '>'")
 TEXT = Tag(TagKind.TEXT)
 
 
-_PLAIN_OPEN = re.compile(
-    rf'<({NAMES_PATTERN})((?:\s+[A-Za-z_][\w.:-]*="[^"<&\t\n\r]*")*\s*)(/?)>'
-)
+_PLAIN_OPEN = re.compile(rf"<({NAMES_PATTERN})({PLAIN_ATTRIBUTES})(/?)>")
 """A whole opening tag with plain ``name="value"`` attributes: the usual case, read at once."""
 
 
 def read_tag(buf: str, i: int, final: bool, max_pending: int) -> Tag:
     """Read the tag starting at ``buf[i] == '<'``; ``final`` means no more input will come."""
-    m = _PLAIN_OPEN.match(buf, i)
-    if m is not None and m.end() - i <= max_pending:
+    m = _PLAIN_OPEN.match(buf, i, i + max_pending)
+    if m is not None:
         name, inside, slash = m.groups()
-        return Tag(TagKind.OPEN, name, inside, slash == "/", m.end())
+        return Tag(TagKind.OPEN, name, inside, slash == "/", m.end(), plain=True)
     m = TAG_START.match(buf, i)
     if m is None:
         if not final and len(buf) - i <= MAX_PREFIX and buf[i:] in TAG_PREFIXES:
