@@ -18,6 +18,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
+from cortex.aio import cancel_and_wait
 from cortex.bus import subjects
 from cortex.bus.client import Bus
 from cortex.bus.consumer import DurableConsumer
@@ -122,9 +123,7 @@ class Kernel:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(cancel_and_wait(task) for task in tasks))
             await self.reader.close()
 
     def stop(self) -> None:

@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError, KeyNotFoundError, NotFoundError
 
+from cortex.aio import cancel_and_wait
 from cortex.bus import subjects
 from cortex.bus.client import Bus
 from cortex.bus.events import Event, ManifestApplied, PluginHeartbeat, PluginRegistered, PluginUnregistered
@@ -111,9 +112,7 @@ class Projector:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(cancel_and_wait(task) for task in tasks))
             await self.close()
 
     async def close(self) -> None:

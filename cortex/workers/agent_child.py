@@ -17,6 +17,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
+from cortex.aio import cancel_and_wait
 from cortex.bus import subjects
 from cortex.bus.client import Bus
 from cortex.bus.events import (
@@ -231,6 +232,4 @@ async def _first(
             return child_task.result(), None
         return None, parent_task.result()
     finally:
-        for task in (child_task, parent_task):
-            task.cancel()
-        await asyncio.gather(child_task, parent_task, return_exceptions=True)
+        await asyncio.gather(cancel_and_wait(child_task), cancel_and_wait(parent_task))
