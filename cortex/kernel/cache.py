@@ -11,10 +11,15 @@ from cortex.kernel.decider import RunState
 @dataclass(frozen=True)
 class RunView:
     """A run's state folded in decision order up to ``last_seq``: everything the run stored up to
-    that stream sequence is in it, and every input in it has its outputs in the log."""
+    that stream sequence is in it, and every input in it has its outputs in the log.
+
+    ``epoch`` is the delivery epoch (``service.Trust``) the view was read or kept current in:
+    while the kernel's deliveries stay in that epoch, no input of the run can have passed it by.
+    """
 
     state: RunState
     last_seq: int
+    epoch: int | None = None
 
 
 class RunCache:

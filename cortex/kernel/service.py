@@ -1,8 +1,9 @@
 """The kernel service: consume decision inputs, decide with the pure decider, publish the decisions.
 
-Any number of kernels share one durable consumer, so the inputs of one run may reach several
-kernels at once. Each input is handled by bringing its run up to date: read what the run
-stored after the cached state (usually nothing but the input), fold it in decision order
+Any number of kernels run at once, and the inputs of one run may reach several of them. Each
+input is handled by bringing its run up to date: unless the kernel knows its cached state is
+current (it was handed every input of the run, in order, since the state was read: see
+``Trust``), read what the run stored after the cached state, fold it in decision order
 deciding every input (``history.advance``), dispatch the work of the decisions the log lacks
 and publish their events with per-run optimistic concurrency. A conflict means the run moved
 on: read again and decide again. See docs/kernel.md, "Service".
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Sequence
+import itertools
+import logging
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,15 +23,29 @@ from nats.aio.msg import Msg
 
 from cortex.aio import cancel_and_wait
 from cortex.bus import subjects
-from cortex.bus.client import Bus
-from cortex.bus.consumer import DurableConsumer
-from cortex.bus.events import Event, decode
-from cortex.errors import BusError, ConcurrencyConflict
+from cortex.bus.acked import AckedPublisher, Message
+from cortex.bus.client import (
+    HDR_EXPECTED_SEQ,
+    HDR_EXPECTED_SUBJECT,
+    HDR_MSG_ID,
+    HDR_TRACEPARENT,
+    HDR_TYPE,
+    Bus,
+    event_headers,
+    event_subject,
+)
+from cortex.bus.consumer import DurableConsumer, dead_letter
+from cortex.bus.events import Event, decode, encode
+from cortex.bus.feed import Delivery, PullFeed
+from cortex.bus.work import encode_work
+from cortex.errors import BusError, ConcurrencyConflict, MalformedEvent
 from cortex.kernel.cache import RunCache, RunView
 from cortex.kernel.decider import DECISION_INPUTS, RunState
 from cortex.kernel.history import Advance, advance, is_decision_output
 from cortex.kernel.reader import RunChunk, RunReader
 from cortex.kernel.timers import TimerService
+
+log = logging.getLogger("cortex.kernel")
 
 DURABLE = "kernel"
 MAX_CONFLICTS = 50
@@ -81,6 +98,33 @@ class KeyedLocks:
                 self._locks[key] = (lock, users - 1)
 
 
+class Trust:
+    """Knows when a run's cached state is current without reading the run back.
+
+    A consumer with one client delivers in stream order, and its delivery sequence counts
+    every delivery (redeliveries too). While the deliveries a kernel gets from a consumer are
+    contiguous, it was handed every input of the consumer's runs stored meanwhile, in order:
+    a state read from the log (or kept current) during that span covers every input before
+    the next one it is handed. A gap (another client took a delivery, the consumer was
+    recreated, the feed restarted) starts a new epoch; a state is trusted only in the epoch
+    it was read or kept current in, and only for a first delivery.
+    """
+
+    _epochs = itertools.count(1)
+
+    def __init__(self) -> None:
+        self.epoch = next(self._epochs)
+        self._last: int | None = None
+
+    def delivered(self, delivery: Delivery) -> int | None:
+        """The epoch a delivery is trusted in, or None (a redelivery, or the first after a gap)."""
+        contiguous = self._last is not None and delivery.delivery_seq == self._last + 1
+        self._last = delivery.delivery_seq
+        if not contiguous:
+            self.epoch = next(self._epochs)
+        return self.epoch if delivery.delivered == 1 else None
+
+
 class Kernel:
     """One kernel process: decides the inputs it is handed, for any run, beside any other kernels."""
 
@@ -97,8 +141,14 @@ class Kernel:
         self.cache = RunCache(cache_size)
         self.stats = KernelStats()
         self.reader = RunReader(bus)
+        self.publisher = AckedPublisher(bus)
         self.ready = asyncio.Event()
+        self.concurrency = max(1, concurrency)
+        self.max_deliver = 5
         self._locks = KeyedLocks()
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
         self.consumer: DurableConsumer[Event] = DurableConsumer(
             bus,
             stream=subjects.EVENTS_STREAM,
@@ -107,8 +157,8 @@ class Kernel:
             decoder=decode,
             handler=self.handle,
             concurrency=concurrency,
-            batch=min(concurrency, 256),
             ack_wait_s=ack_wait_s,
+            max_deliver=self.max_deliver,
             max_ack_pending=max(1000, concurrency * 4),
         )
         self.timers = TimerService(bus, self.cache, self.stats, ack_wait_s=ack_wait_s)
@@ -116,53 +166,114 @@ class Kernel:
     async def run(self) -> None:
         """Consume and decide until ``stop()``; then finish the inputs in hand and return."""
         await self.reader.start()
+        await self.publisher.start()
         await self.consumer.ensure()
         await self.timers.consumer.ensure()
-        tasks = [asyncio.create_task(self.consumer.run()), asyncio.create_task(self.timers.run())]
+        trust = Trust()
+        feed = PullFeed(
+            self.bus, stream=self.consumer.stream, durable=self.consumer.durable,
+            on_message=lambda msg, delivery: self._received(msg, delivery, trust),
+            room=lambda: self.concurrency - self._in_flight, batch=min(self.concurrency, 256),
+        )
+        self._feed = feed
+        await feed.start()
+        tasks = [asyncio.create_task(feed.run()), asyncio.create_task(self.timers.run())]
         self.ready.set()
         try:
-            await asyncio.gather(*tasks)
+            await self._stopping.wait()
+            await feed.stop()
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await tasks[1]
         finally:
             await asyncio.gather(*(cancel_and_wait(task) for task in tasks))
+            await feed.stop()
             await self.reader.close()
+            await self.publisher.close()
 
     def stop(self) -> None:
         """Stop pulling inputs; ``run`` returns once the inputs in hand are decided."""
-        self.consumer.stop()
+        self._stopping.set()
         self.timers.stop()
+
+    async def _received(self, msg: Msg, delivery: Delivery, trust: Trust) -> None:
+        """Take one delivered input (in delivery order): note its trust, decide it in a task."""
+        epoch = trust.delivered(delivery)
+        self._in_flight += 1
+        task = asyncio.create_task(self._process(msg, delivery, epoch))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._in_flight -= 1
+        self._feed.poke()
+
+    async def _process(self, msg: Msg, delivery: Delivery, epoch: int | None) -> None:
+        """Decode, decide, ack; a failure is retried later (and dead-lettered after ``max_deliver``)."""
+        try:
+            event = decode(msg.data, msg.subject, delivery.stream_seq)
+        except MalformedEvent as exc:
+            log.warning("%s; recorded on %s", exc, subjects.dead_letter(subjects.EVENTS_STREAM))
+            await dead_letter(self.bus, subjects.EVENTS_STREAM, msg, str(exc))
+            await msg.term()
+            return
+        try:
+            await self._handle(event, delivery.stream_seq, epoch)
+        except Exception as exc:  # noqa: BLE001 - one input must not stop the others
+            reason = f"deciding {msg.subject} (stream sequence {delivery.stream_seq}) failed: {exc!r}"
+            if delivery.delivered >= self.max_deliver:
+                log.error("%s; giving up after %d deliveries", reason, delivery.delivered)
+                await dead_letter(self.bus, subjects.EVENTS_STREAM, msg, reason)
+                await msg.term()
+            else:
+                log.warning("%s; will retry", reason)
+                await msg.nak(delay=min(0.2 * 2 ** delivery.delivered, 5.0))
+            return
+        await msg.ack()
 
     async def handle(self, event: Event, msg: Msg | None = None) -> None:
         """Decide ``event`` (and any earlier input of its run not decided yet); idempotent."""
+        seq = msg.metadata.sequence.stream if msg is not None else None
+        await self._handle(event, seq, None)
+
+    async def _handle(self, event: Event, seq: int | None, epoch: int | None) -> None:
+        """Decide an input at stream sequence ``seq``; ``epoch`` when the delivery is trusted."""
         if not event.run_id or is_decision_output(event):
             self.stats.ignored += 1
             return
         self.stats.inputs += 1
-        seq = msg.metadata.sequence.stream if msg is not None else None
         async with self._locks.hold(event.run_id):
             view = self.cache.get(event.run_id)
             if view is not None and seq is not None and seq <= view.last_seq:
                 self.stats.known += 1
                 return
-            await self._bring_up_to_date(event.run_id, view, event, seq)
+            try:
+                await self._bring_up_to_date(event.run_id, view, event, seq, epoch)
+            except BaseException:
+                self.cache.drop(event.run_id)  # a later input of the run must not trust a state without this one
+                raise
 
-    async def _bring_up_to_date(self, run_id: str, view: RunView | None, event: Event, seq: int | None) -> None:
+    async def _bring_up_to_date(
+        self, run_id: str, view: RunView | None, event: Event, seq: int | None, epoch: int | None
+    ) -> None:
         """Read the run's new events, decide what the log lacks, publish it; retry on conflicts."""
         if view is None:
             self.stats.rebuilds += 1
             view = RunView(RunState(), 0)
-        elif seq is not None and await self.reader.next_seq(run_id, view.last_seq) == seq:
-            # The cache is current up to the input itself: decide it without reading it back.
-            if await self._decide(run_id, view, RunChunk([event], seq)):
+        elif seq is not None and epoch is not None and view.epoch == epoch:
+            # Every input before this one is in the cached state: decide it without reading.
+            if await self._decide(run_id, view, RunChunk([event], seq), epoch):
                 return
         for _ in range(MAX_CONFLICTS):
             self.stats.reads += 1
             chunk = await self.reader.read_after(run_id, view.last_seq, view.state.seen)
-            if await self._decide(run_id, view, chunk):
+            if await self._decide(run_id, view, chunk, epoch):
                 return
         self.cache.drop(run_id)
         raise BusError(f"run {run_id}: still conflicting after {MAX_CONFLICTS} attempts")
 
-    async def _decide(self, run_id: str, view: RunView, chunk: RunChunk) -> bool:
+    async def _decide(self, run_id: str, view: RunView, chunk: RunChunk, epoch: int | None) -> bool:
         """Fold ``chunk`` onto ``view``, publish what the log lacks; False if the run moved on."""
         result = advance(view.state, chunk.events)
         try:
@@ -170,7 +281,7 @@ class Kernel:
         except ConcurrencyConflict:
             self.stats.conflicts += 1
             return False
-        self.cache.put(run_id, RunView(result.state, last_seq))
+        self.cache.put(run_id, RunView(result.state, last_seq, epoch))
         return True
 
     async def _carry_out(self, result: Advance, last_seq: int) -> int:
@@ -180,28 +291,40 @@ class Kernel:
         the returned sequence is exact. The work is dispatched before the last event is stored:
         a decision with all its events in the log has dispatched its work, and one a kernel left
         half-published is made again, work included (work items are deduplicated by message id).
+        The first event and the work go out together; each later event once the one before it
+        is acknowledged.
         """
         if not result.missing:
             return last_seq
         work = result.live_work()
-        *head, last = result.missing
-        dispatched = [self.bus.publish_work(c.pool, c.item, lane=c.lane) for c in work]
-        if head:  # the first events and the work travel together; the last event waits for both
-            seqs = await _all([self.bus.publish_events(head, expected_last_seq=last_seq), *dispatched])
+        events = result.missing
+        group: list[Message] = [_work_message(c.pool, c.item, c.lane) for c in work]
+        first = 0
+        if len(events) > 1 or not group:  # the last event waits for the work's acks
+            group.insert(0, _event_message(events[0], last_seq))
+            first = 1
+        seqs = await self.publisher.publish_all(group)
+        if first:
             last_seq = seqs[0]
-        else:
-            await _all(dispatched)
-        last_seq = await self.bus.publish_event(last, expected_last_seq=last_seq)
+        for event in events[first:]:
+            (last_seq,) = await self.publisher.publish_all([_event_message(event, last_seq)])
         self.stats.decided += result.decisions
-        self.stats.outputs += len(result.missing)
+        self.stats.outputs += len(events)
         self.stats.work += len(work)
         return last_seq
 
 
-async def _all(calls: list[Awaitable[Any]]) -> Sequence[Any]:
-    """Await publishes concurrently (sent in order); raise the first failure after all settled."""
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results
+def _event_message(event: Event, expected_last_seq: int) -> Message:
+    """A run event to publish only if the run's last message is still at ``expected_last_seq``."""
+    headers = event_headers(event)
+    headers[HDR_EXPECTED_SEQ] = str(expected_last_seq)
+    headers[HDR_EXPECTED_SUBJECT] = subjects.run_events(event.run_id)
+    return event_subject(event), encode(event), headers
+
+
+def _work_message(pool: str, item: Any, lane: str | None) -> Message:
+    """A work item to publish on its pool's subject (deduplicated by its message id)."""
+    headers = {HDR_MSG_ID: item.msg_id, HDR_TYPE: f"work.{type(item).__struct_config__.tag}"}
+    if item.traceparent:
+        headers[HDR_TRACEPARENT] = item.traceparent
+    return subjects.work(pool, lane), encode_work(item), headers
