@@ -5,6 +5,12 @@ action, then ``run.cancelled``; ``action.timed_out`` when an attempt ran past it
 worker subscribes to those subjects of every run once, and each attempt it runs registers for
 the signal, so watching costs nothing per action. Register before reading the log: a
 cancellation stored earlier is in the log, a later one arrives here.
+
+The watch also remembers which runs and action ids it heard a stop signal for (the last
+``memory`` of them), and the WORK stream's last sequence when it started listening. A work
+item stored after that, whose run and action id it heard nothing about, has no stop signal in
+the log either (the kernel stores an attempt's cancellation or timeout after its work item), so
+a first delivery of it needs no log read for that (see ``quiet_since`` and docs/pools.md).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Iterator
 
 from nats.aio.msg import Msg
@@ -27,6 +34,7 @@ log = logging.getLogger("cortex.workers")
 WATCHED = ("action.cancelled", "action.timed_out", "run.cancelled")
 
 _Key = tuple[str, str, int]
+_Heard = tuple[str, str | None]  # (run id, action id), or (run id, None) for run.cancelled
 
 
 def stop_reason(event: Event) -> str:
@@ -39,17 +47,40 @@ def stop_reason(event: Event) -> str:
 class CancelWatch:
     """Resolves a per-attempt future when the attempt is cancelled, timed out or its run cancelled."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, *, memory: int = 16384) -> None:
         self.bus = bus
+        self.memory = memory
         self._running: dict[_Key, asyncio.Future[str]] = {}
         self._subs: list = []
+        self._heard: OrderedDict[_Heard, None] = OrderedDict()
+        self._since: int | None = None  # WORK stream sequence after which every stop signal was heard
+        self._forgot = False  # the memory dropped an entry: ``_since`` must move on
 
     async def start(self) -> None:
-        """Subscribe to the watched event subjects of every run."""
+        """Subscribe to the watched event subjects of every run, then note the WORK stream's position."""
         for event_type in WATCHED:
             subject = f"{subjects.PREFIX}.evt.*.{event_type}"
             self._subs.append(await self.bus.nc.subscribe(subject, cb=self._on_event))
         await self.bus.nc.flush()
+        self._since = await self._work_position()
+
+    async def quiet_since(self, work: ActionWork, seq: int) -> bool:
+        """True if the item at WORK sequence ``seq`` came while listening, and no stop signal of its action did."""
+        if self._forgot:  # items stored before now may have lost theirs: move the start on
+            self._forgot, self._since = False, None
+            self._since = await self._work_position()
+        return (
+            self._since is not None and seq > self._since
+            and (work.run_id, work.action_id) not in self._heard and (work.run_id, None) not in self._heard
+        )
+
+    async def _work_position(self) -> int | None:
+        """The WORK stream's last sequence now, or None if it cannot be read (then nothing is quiet)."""
+        try:
+            return (await self.bus.js.stream_info(subjects.WORK_STREAM)).state.last_seq
+        except Exception as exc:  # noqa: BLE001 - without it every first delivery reads the log
+            log.warning("cannot read the position of %s: %r", subjects.WORK_STREAM, exc)
+            return None
 
     async def close(self) -> None:
         """Unsubscribe."""
@@ -76,10 +107,19 @@ class CancelWatch:
         except MalformedEvent as exc:
             log.warning("%s", exc)
             return
+        self._remember(event)
         for key in self.targets(event):
             stopped = self._running.get(key)
             if stopped is not None and not stopped.done():
                 stopped.set_result(stop_reason(event))
+
+    def _remember(self, event: Event) -> None:
+        """Note the run (run.cancelled) or action id a stop signal was heard for."""
+        action_id = getattr(getattr(event, "data", None), "action_id", None)
+        self._heard[(event.run_id, action_id if isinstance(action_id, str) else None)] = None
+        while len(self._heard) > self.memory:
+            self._heard.popitem(last=False)
+            self._forgot = True
 
     def targets(self, event: Event) -> list[_Key]:
         """The registered attempts ``event`` stops."""

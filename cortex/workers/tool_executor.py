@@ -16,6 +16,7 @@ import time
 from typing import Any, TypeVar
 
 from nats.aio.msg import Msg
+from nats.js.api import PubAck
 
 from cortex.adapters.tools import CallContext
 from cortex.bus.client import Bus, event_headers, event_subject
@@ -33,12 +34,14 @@ from cortex.bus.events import (
 )
 from cortex.bus.work import ActionWork, AnyWork
 from cortex.errors import DockerUnavailable, OutcomeUnknown, SandboxError, ToolError, ToolTimeout
-from cortex.workers.action_log import ActionLog
+from cortex.workers.action_log import ActionLog, AttemptRecord
 from cortex.workers.base import keep_alive, make_event
 from cortex.workers.cancel_watch import CancelWatch
 from cortex.workers.plugin_host import PluginHost, Route
 
 log = logging.getLogger("cortex.workers.tool")
+
+FIRST_COMPLETED = asyncio.FIRST_COMPLETED
 
 E = TypeVar("E", bound=Event)
 
@@ -89,16 +92,22 @@ class Pipeline:
         future = await self.bus.js.publish_async(event_subject(event), encode(event), headers=event_headers(event))
         self._pending.append((event, future))
 
-    async def confirm(self) -> None:
-        """Wait for every ack; an event whose ack failed is published again with retries (same id)."""
+    async def confirm(self) -> list[PubAck | None]:
+        """Wait for every ack; an event whose ack failed is published again with retries (same id).
+
+        Returns the acks in order (None for an event that took the retrying path).
+        """
         pending, self._pending = self._pending, []
+        acks: list[PubAck | None] = []
         for event, future in pending:
             try:
-                await asyncio.wait_for(future, 5.0)
+                acks.append(await asyncio.wait_for(future, 5.0))
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - any failed ack falls back to the retrying path
                 await self.bus.publish_event(event)
+                acks.append(None)
+        return acks
 
 
 class ToolExecutor:
@@ -106,7 +115,7 @@ class ToolExecutor:
 
     def __init__(
         self, bus: Bus, host: PluginHost, actions: ActionLog, cancels: CancelWatch, *,
-        worker: str, keep_alive_s: float = 5.0,
+        worker: str, keep_alive_s: float = 5.0, started_delay_s: float = 0.002,
     ) -> None:
         self.bus = bus
         self.host = host
@@ -114,6 +123,7 @@ class ToolExecutor:
         self.cancels = cancels
         self.worker = worker
         self.keep_alive_s = keep_alive_s
+        self.started_delay_s = started_delay_s
 
     async def handle(self, item: AnyWork, msg: Msg) -> None:
         """The pool consumer's handler: run one work item (the consumer acks it afterwards)."""
@@ -125,9 +135,10 @@ class ToolExecutor:
     async def execute(self, work: ActionWork, msg: Msg) -> str:
         """Run ``work`` unless the log says not to; return COMPLETED, FAILED, SKIPPED or STOPPED."""
         with self.cancels.watch(work) as stopped:
-            record = await self.actions.record(work)
-            if record.outcome is not None or stopped.done():
-                log.info("%s: not run, already ended (%s)", _name(work), record.outcome or stopped.result())
+            record = await self._record(work, msg)
+            if (record is not None and record.outcome is not None) or stopped.done():
+                reason = record.outcome if record is not None and record.outcome else stopped.result()
+                log.info("%s: not run, already ended (%s)", _name(work), reason)
                 return SKIPPED
             if work.type != "tool":
                 message = f"the tool pool runs tool actions, not {work.type!r}"
@@ -138,7 +149,7 @@ class ToolExecutor:
                 message = f"no plugin on this worker offers {work.name!r} (tools: {served})"
                 return await self._fail(work, "unknown_tool", message)
             idempotent = route.spec.idempotent and (work.tool is None or work.tool.idempotent)
-            if record.started and not idempotent:
+            if record is not None and record.started and not idempotent:
                 return await self._fail(work, "outcome_unknown", OUTCOME_UNKNOWN_MESSAGE)
             params = {} if work.params is None else work.params
             if not isinstance(params, dict):
@@ -146,19 +157,51 @@ class ToolExecutor:
             async with keep_alive(msg, self.keep_alive_s):
                 return await self._run(work, route, params, idempotent, stopped)
 
+    async def _record(self, work: ActionWork, msg: Msg) -> AttemptRecord | None:
+        """The log's record of ``work``'s attempt; None, without reading, if the log cannot have one.
+
+        A first delivery cannot follow an earlier delivery of itself, and a stop signal stored
+        while the cancel watch listened would have been heard (see docs/pools.md, "Redelivery
+        check"); every redelivery, and any item older than the watch, reads the log.
+        """
+        meta = msg.metadata
+        if meta.num_delivered == 1 and await self.cancels.quiet_since(work, meta.sequence.stream):
+            return None
+        return await self.actions.record(work)
+
     async def _run(
         self, work: ActionWork, route: Route, params: dict[str, Any], idempotent: bool, stopped: asyncio.Future[str]
     ) -> str:
-        """Publish started, call the tool racing the stop signal, publish the outcome."""
+        """Publish started, call the tool racing the stop signal, publish the outcome.
+
+        A non-idempotent call runs only once its start is stored (that makes a crash visible), and
+        not at all if the start was already stored by another delivery of the same attempt. An
+        idempotent call's start goes out when the call has run for ``started_delay_s``, or together
+        with its outcome if it is done by then (one write instead of two).
+        """
         events = Pipeline(self.bus)
-        started = ActionStartedData(action_id=work.action_id, attempt=work.attempt, worker=self.worker)
-        await events.send(action_event(ActionStarted, work, started, "started"))
-        if not idempotent:  # it runs only once its start is stored: that is what makes a crash visible
-            await events.confirm()
+        started = action_event(
+            ActionStarted, work, ActionStartedData(action_id=work.action_id, attempt=work.attempt, worker=self.worker),
+            "started",
+        )
+        if not idempotent:
+            await events.send(started)
+            acks = await events.confirm()
+            if acks[0] is not None and acks[0].duplicate:
+                log.info("%s: not run, another delivery of the attempt started it", _name(work))
+                return SKIPPED
+        announced = not idempotent
         progress_count = 0
+
+        async def announce() -> None:
+            nonlocal announced
+            if not announced:
+                announced = True
+                await events.send(started)
 
         async def progress(message: str, fraction: float | None) -> None:
             nonlocal progress_count
+            await announce()
             progress_count += 1
             data = ActionProgressData(action_id=work.action_id, message=message, fraction=fraction)
             await events.send(action_event(ActionProgress, work, data, f"progress:{progress_count}"))
@@ -170,7 +213,11 @@ class ToolExecutor:
         begin = time.perf_counter()
         call = asyncio.ensure_future(route.runtime.call(route.spec.name, params, ctx))
         try:
-            await asyncio.wait((call, stopped), return_when=asyncio.FIRST_COMPLETED)
+            if not announced:
+                await asyncio.wait((call, stopped), timeout=self.started_delay_s, return_when=FIRST_COMPLETED)
+                await announce()
+            if not (call.done() or stopped.done()):
+                await asyncio.wait((call, stopped), return_when=FIRST_COMPLETED)
         finally:  # stopped, or this handler cancelled (the worker is stopping): stop the call too
             if not call.done():
                 call.cancel()

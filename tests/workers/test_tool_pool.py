@@ -254,11 +254,13 @@ async def test_long_action_is_kept_alive_not_redelivered(bus: Bus, run_id: str, 
 async def test_attempt_already_ended_is_not_run_again(
     bus: Bus, run_id: str, testkit: Path, ended: Callable[[str], Event]
 ) -> None:
+    """A work item queued before the worker started is checked against the log (so is a redelivery,
+    see test_tool_executor.py); a fresh first delivery cannot have an outcome yet."""
     key = f"{run_id}-ended"
+    seq = await bus.publish_work("tool", work(run_id, "kit.count", {"key": key}))
     await bus.publish_event(event(ActionStarted, run_id, "w:start", ActionStartedData(action_id="a1")))
     await bus.publish_event(ended(run_id))
     async with tool_pool(bus, "--plugins", str(testkit)):
-        seq = await bus.publish_work("tool", work(run_id, "kit.count", {"key": key}))
         await settled(bus, seq)
     assert kit.CALLS[key] == 0
     assert [e.id for e in await action_events(bus, run_id)] == ["w:start", ended(run_id).id]
@@ -276,14 +278,15 @@ async def test_crash_after_start_reruns_an_idempotent_tool(bus: Bus, run_id: str
 
 async def test_crash_after_start_never_reruns_a_non_idempotent_tool(bus: Bus, run_id: str, testkit: Path) -> None:
     key = f"{run_id}-once"
+    # queued before this worker started, as after a crash (a redelivery reads the log the same way)
+    await bus.publish_work("tool", work(run_id, "kit.count_once", {"key": key}))
     await bus.publish_event(event(ActionStarted, run_id, "w:start", ActionStartedData(action_id="a1")))
+    # the kernel's copy of the spec says non-idempotent too: an idempotent tool is not rerun either
+    await bus.publish_work("tool", work(run_id, "kit.count", {"key": key}, action_id="a2", causation_id="s2",
+                                        tool=ToolSpec(name="kit.count", idempotent=False)))
+    await bus.publish_event(event(ActionStarted, run_id, "w:start2", ActionStartedData(action_id="a2")))
     async with tool_pool(bus, "--plugins", str(testkit)):
-        await bus.publish_work("tool", work(run_id, "kit.count_once", {"key": key}))
         failed = await outcome(bus, run_id)
-        # the kernel's copy of the spec says non-idempotent too: an idempotent tool is not rerun either
-        await bus.publish_event(event(ActionStarted, run_id, "w:start2", ActionStartedData(action_id="a2")))
-        await bus.publish_work("tool", work(run_id, "kit.count", {"key": key}, action_id="a2", causation_id="s2",
-                                            tool=ToolSpec(name="kit.count", idempotent=False)))
         second = await outcome(bus, run_id, "a2")
     assert isinstance(failed, ActionFailed) and failed.data.code == "outcome_unknown"
     assert failed.data.error == OUTCOME_UNKNOWN_MESSAGE and failed.data.retryable is False
