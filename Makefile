@@ -11,11 +11,11 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGG
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test install install-test system-deps bench clean
+.PHONY: demo test install install-test system-deps build bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip setuptools wheel
+	$(PIP) install --quiet --upgrade pip setuptools wheel 'Cython>=3.0'
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet -e '.[local]'
 	touch $@
 
@@ -32,6 +32,11 @@ $(MCP_SQLITE_VENV)/.installed:
 
 install: $(VENV)/.installed
 
+# The protocol parser's modules are compiled with Cython (setup.py); pip builds them on install,
+# this rebuilds the ones whose .py or .pxd changed since (a no-op when nothing did).
+build: install
+	$(PY) setup.py -q build_ext --inplace
+
 install-test: $(VENV)/.installed-test $(MCP_SQLITE_VENV)/.installed system-deps
 
 # System packages the tests need: bubblewrap for the sandboxed tool runtime.
@@ -40,14 +45,15 @@ system-deps:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; }
 
-demo: install $(MCP_SQLITE_VENV)/.installed
+demo: build $(MCP_SQLITE_VENV)/.installed
 	bash examples/demo.sh
 
-test: install-test
+test: install-test build
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: install-test
 	$(PY) bench/bus.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info build
+	rm -f cortex/kernel/protocol/*.so cortex/kernel/protocol/*.c

@@ -1,6 +1,6 @@
 """Protocol parser throughput: realistic model output fed in small chunks (goal: 20 MB/s at 4).
 
-Run: ``.venv/bin/python bench/parser.py [--mb 4] [--chunks 4,16,64] [--repeat 3]``.
+Run: ``.venv/bin/python bench/parser.py [--mb 4] [--chunks 4,16,64] [--repeat 3] [--pure]``.
 Prints MB/s (UTF-8 megabytes of input per CPU second, best of ``--repeat``) per chunk size, for
 ``str`` and for ``bytes`` chunks. CPU time (not wall time) keeps figures stable on a shared
 machine; ``calibration`` (ms for ``sum(range(10**6))``) tells how fast this machine is.
@@ -11,9 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
+from pathlib import Path
+
+if "--pure" in sys.argv:  # load the protocol package from its .py files, not the compiled build
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.protocol.pure_twin import SourceOnly
+
+    sys.meta_path.insert(0, SourceOnly())
 
 from cortex.kernel.protocol import ActionDeclared, Parser, ParseError
+from cortex.kernel.protocol import parser as parser_module
 
 _WORDS = (
     "the source says that results agree with earlier work on sparse attention and we "
@@ -89,6 +98,7 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=4.0, help="size of the transcript in MB")
     ap.add_argument("--chunks", default="4,16,64,1024", help="chunk sizes to measure")
     ap.add_argument("--repeat", type=int, default=3, help="runs per setting (best is kept)")
+    ap.add_argument("--pure", action="store_true", help="run the .py source, not the compiled build")
     args = ap.parse_args()
     rng = random.Random(7)
     text = ""
@@ -96,6 +106,7 @@ def main() -> None:
     while len(text.encode()) < args.mb * 1e6:
         text += transcript(rng, turns, first=len(text))
     size = len(text.encode())
+    print(f"parser: {Path(parser_module.__file__).name}")
     print(f"transcript: {size / 1e6:.2f} MB UTF-8, {len(text):,} chars")
     print(f"calibration: sum(range(10**6)) takes {calibration() * 1e3:.1f} ms")
     for chunk in (int(c) for c in args.chunks.split(",")):

@@ -327,8 +327,20 @@ class Parser:
 
     def _run(self, out: list[Event], final: bool) -> None:
         """Step the state machine until it needs more input."""
-        while _STEPS[self._mode](self, out, final):
-            pass
+        while True:  # an if chain, not a table: the compiled build calls the steps directly
+            mode = self._mode
+            if mode == _THOUGHT or mode == _RESPONSE:
+                more = self._step_text(out, final)
+            elif mode == _BODY:
+                more = self._step_body(out, final)
+            elif mode == _TOP:
+                more = self._step_top(out, final)
+            elif mode == _SKIP:
+                more = self._step_skip(out, final)
+            else:
+                more = False
+            if not more:
+                return
 
     # ---- text ---------------------------------------------------------------------------
 
@@ -629,16 +641,6 @@ class Parser:
         self._arm()
         message = f"parser bug: {type(exc).__name__}: {exc}; state reset"
         return [ParseError(code=codes.INTERNAL_ERROR, message=message, offset=offset)]
-
-
-_STEPS = (
-    Parser._step_top,
-    Parser._step_text,
-    Parser._step_text,
-    Parser._step_body,
-    Parser._step_skip,
-)
-"""The step function of each mode but ``_CLOSED`` (indexed by mode)."""
 
 
 def _close_tail(buf: str, j: int, final: bool) -> int:
