@@ -71,7 +71,7 @@ class PullFeed:
         on_message: OnMessage,
         room: Callable[[], int],
         batch: int = 256,
-        expires_s: float = 5.0,
+        expires_s: float = 2.0,
     ) -> None:
         self.bus = bus
         self.stream = stream
@@ -85,6 +85,7 @@ class PullFeed:
         self._sub = None
         self._last_event = 0.0
         self._wake = asyncio.Event()
+        self._draining = False
         self._pause = False  # the server refused a request (e.g. too many acks pending): wait a little
 
     async def start(self) -> None:
@@ -92,8 +93,16 @@ class PullFeed:
         self._sub = await self.bus.nc.subscribe(self._inbox, cb=self._received)
         await self.top_up()
 
-    async def stop(self) -> None:
-        """Drop the delivery inbox (messages in hand stay unacked and are redelivered after ack wait)."""
+    async def stop(self, *, drain: bool = False) -> None:
+        """Drop the delivery inbox (messages in hand stay unacked and are redelivered after ack wait).
+
+        With ``drain``, ask for nothing more but keep taking what the requests still open on the
+        server deliver until they expire (the server may not notice the inbox is gone and would
+        send them nowhere: they would wait for their ack wait).
+        """
+        if drain and self._sub is not None:
+            self._draining = True
+            await asyncio.sleep(self.expires_s + 0.2)
         sub, self._sub = self._sub, None
         if sub is not None:
             try:
@@ -122,7 +131,7 @@ class PullFeed:
 
     async def top_up(self) -> None:
         """Ask for more messages if fewer than half a batch are requested and the caller has room."""
-        if self._sub is None:
+        if self._sub is None or self._draining:
             return
         want = min(self.batch, self.room()) - self._requested
         if want <= 0 or (self._requested and want < self.batch // 2):

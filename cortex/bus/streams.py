@@ -9,11 +9,53 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamSource,
+    SubjectTransform,
 )
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from cortex.bus import subjects
 from cortex.bus.settings import StreamSettings
+
+
+KERNEL_STREAM = "CORTEX_KERNEL"
+KERNEL_PARTITIONS = 16
+"""Partitions of the kernels' inputs; fixed: changing it strands the inputs stored under the old count."""
+
+
+def kernel_partition_subject(partition: int | str) -> str:
+    """Subject filter of one partition of the kernel input stream: ``cortex.kin.<p>.>``."""
+    return f"{subjects.PREFIX}.kin.{partition}.>"
+
+
+def kernel_stream_config(settings: StreamSettings) -> StreamConfig:
+    """The kernel input stream: a copy of every decision input, in log order, tagged by run partition.
+
+    One source (one internal consumer, so the log order is kept) maps
+    ``cortex.evt.<run>.<type>`` to ``cortex.kin.<partition(run)>.<run>.<type>``
+    (``partition(n, 1)``: a hash of the run id), so a consumer per partition hands all the
+    inputs of a run to one kernel. Work-queue retention: an input is gone once a kernel acked it.
+    The origin's sequence is in the ``Nats-Stream-Source`` header.
+    """
+    from cortex.kernel.decider import DECISION_INPUTS  # here, not at import: the kernel imports the bus
+
+    transforms = [
+        SubjectTransform(
+            src=f"{subjects.PREFIX}.evt.*.{event_type}",
+            dest=f"{subjects.PREFIX}.kin.{{{{partition({KERNEL_PARTITIONS},1)}}}}.{{{{wildcard(1)}}}}.{event_type}",
+        )
+        for event_type in sorted(DECISION_INPUTS)
+    ]
+    return StreamConfig(
+        name=KERNEL_STREAM,
+        description="Decision inputs by run partition for the kernels: cortex.kin.<partition>.<run_id>.<type>",
+        sources=[StreamSource(name=subjects.EVENTS_STREAM, subject_transforms=transforms)],
+        retention=RetentionPolicy.WORK_QUEUE,
+        max_age=settings.events_max_age_s,
+        storage=StorageType.FILE,
+        num_replicas=settings.replicas,
+        duplicate_window=settings.duplicate_window_s,
+    )
 
 
 def stream_configs(settings: StreamSettings) -> list[StreamConfig]:
@@ -57,6 +99,7 @@ def stream_configs(settings: StreamSettings) -> list[StreamConfig]:
             max_age=settings.events_max_age_s,
             **common,
         ),
+        kernel_stream_config(settings),
     ]
 
 

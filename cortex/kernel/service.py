@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -37,11 +38,13 @@ from cortex.bus.client import (
 from cortex.bus.consumer import DurableConsumer, dead_letter
 from cortex.bus.events import Event, decode, encode
 from cortex.bus.feed import Delivery, PullFeed
+from cortex.bus.streams import KERNEL_PARTITIONS, KERNEL_STREAM, kernel_partition_subject
 from cortex.bus.work import encode_work
 from cortex.errors import BusError, ConcurrencyConflict, MalformedEvent
 from cortex.kernel.cache import RunCache, RunView
 from cortex.kernel.decider import DECISION_INPUTS, RunState
 from cortex.kernel.history import Advance, advance, is_decision_output
+from cortex.kernel.partitions import Partitions
 from cortex.kernel.reader import RunChunk, RunReader
 from cortex.kernel.timers import TimerService
 
@@ -49,6 +52,7 @@ log = logging.getLogger("cortex.kernel")
 
 DURABLE = "kernel"
 MAX_CONFLICTS = 50
+HDR_STREAM_SOURCE = "Nats-Stream-Source"
 
 
 def input_filters() -> list[str]:
@@ -70,6 +74,7 @@ class KernelStats:
     work: int = 0  # work items dispatched
     conflicts: int = 0  # publishes refused because the run had moved on
     timers_fired: int = 0
+    partitions: int = 0  # partitions of the input stream consumed now
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict."""
@@ -149,45 +154,48 @@ class Kernel:
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
-        self.consumer: DurableConsumer[Event] = DurableConsumer(
-            bus,
-            stream=subjects.EVENTS_STREAM,
-            durable=durable,
-            filter_subjects=input_filters(),
-            decoder=decode,
-            handler=self.handle,
-            concurrency=concurrency,
-            ack_wait_s=ack_wait_s,
-            max_deliver=self.max_deliver,
-            max_ack_pending=max(1000, concurrency * 4),
-        )
+        self._feeds: dict[int, tuple[PullFeed, asyncio.Task[None]]] = {}
+        self._draining: set[asyncio.Task[None]] = set()
+        self.consumers: list[DurableConsumer[Event]] = [
+            DurableConsumer(
+                bus,
+                stream=KERNEL_STREAM,
+                durable=f"{durable}-p{partition:02d}",
+                filter_subjects=[kernel_partition_subject(partition)],
+                decoder=decode,
+                handler=self.handle,
+                ack_wait_s=ack_wait_s,
+                max_deliver=self.max_deliver,
+                max_ack_pending=max(1000, self.concurrency * 4),
+            )
+            for partition in range(KERNEL_PARTITIONS)
+        ]
+        self.partitions = Partitions(bus, uuid.uuid4().hex[:12], KERNEL_PARTITIONS, self._assign)
         self.timers = TimerService(bus, self.cache, self.stats, ack_wait_s=ack_wait_s)
 
     async def run(self) -> None:
         """Consume and decide until ``stop()``; then finish the inputs in hand and return."""
         await self.reader.start()
         await self.publisher.start()
-        await self.consumer.ensure()
-        await self.timers.consumer.ensure()
-        trust = Trust()
-        feed = PullFeed(
-            self.bus, stream=self.consumer.stream, durable=self.consumer.durable,
-            on_message=lambda msg, delivery: self._received(msg, delivery, trust),
-            room=lambda: self.concurrency - self._in_flight, batch=min(self.concurrency, 256),
-        )
-        self._feed = feed
-        await feed.start()
-        tasks = [asyncio.create_task(feed.run()), asyncio.create_task(self.timers.run())]
-        self.ready.set()
+        await asyncio.gather(*(consumer.ensure() for consumer in self.consumers), self.timers.consumer.ensure())
+        tasks = [asyncio.create_task(self.timers.run())]
         try:
+            await self.partitions.tick()
+            tasks.append(asyncio.create_task(self.partitions.run()))
+            self.ready.set()
             await self._stopping.wait()
-            await feed.stop()
+            await cancel_and_wait(tasks.pop())
+            await self.partitions.leave()
+            await self._assign(set())
+            await asyncio.gather(*list(self._draining))
             while self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
-            await tasks[1]
+            await tasks[0]
         finally:
-            await asyncio.gather(*(cancel_and_wait(task) for task in tasks))
-            await feed.stop()
+            await asyncio.gather(*(cancel_and_wait(task) for task in [*tasks, *self._draining]))
+            for feed, task in [self._feeds.pop(p) for p in list(self._feeds)]:
+                await feed.stop()
+                await cancel_and_wait(task)
             await self.reader.close()
             await self.publisher.close()
 
@@ -195,6 +203,31 @@ class Kernel:
         """Stop pulling inputs; ``run`` returns once the inputs in hand are decided."""
         self._stopping.set()
         self.timers.stop()
+
+    async def _assign(self, partitions: set[int]) -> None:
+        """Consume exactly ``partitions``: start feeds for new ones, drain and stop the ones given up."""
+        dropped = [self._feeds.pop(partition) for partition in sorted(set(self._feeds) - partitions)]
+        if dropped:
+            task = asyncio.create_task(self._drop(dropped))
+            self._draining.add(task)
+            task.add_done_callback(self._draining.discard)
+        batch = max(16, self.concurrency // 4)
+        for partition in sorted(partitions - set(self._feeds)):
+            consumer = self.consumers[partition]
+            trust = Trust()
+            feed = PullFeed(
+                self.bus, stream=consumer.stream, durable=consumer.durable,
+                on_message=lambda msg, delivery, trust=trust: self._received(msg, delivery, trust),
+                room=lambda: self.concurrency - self._in_flight, batch=batch,
+            )
+            await feed.start()
+            self._feeds[partition] = (feed, asyncio.create_task(feed.run()))
+        self.stats.partitions = len(self._feeds)
+
+    async def _drop(self, feeds: list[tuple[PullFeed, asyncio.Task[None]]]) -> None:
+        """Stop feeds given up: take what their open requests still deliver, then unsubscribe."""
+        await asyncio.gather(*(feed.stop(drain=True) for feed, _ in feeds))
+        await asyncio.gather(*(cancel_and_wait(task) for _, task in feeds))
 
     async def _received(self, msg: Msg, delivery: Delivery, trust: Trust) -> None:
         """Take one delivered input (in delivery order): note its trust, decide it in a task."""
@@ -207,24 +240,26 @@ class Kernel:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._in_flight -= 1
-        self._feed.poke()
+        for feed, _ in self._feeds.values():
+            feed.poke()
 
     async def _process(self, msg: Msg, delivery: Delivery, epoch: int | None) -> None:
         """Decode, decide, ack; a failure is retried later (and dead-lettered after ``max_deliver``)."""
+        seq = origin_seq(msg)
         try:
-            event = decode(msg.data, msg.subject, delivery.stream_seq)
+            event = decode(msg.data, msg.subject, seq)
         except MalformedEvent as exc:
-            log.warning("%s; recorded on %s", exc, subjects.dead_letter(subjects.EVENTS_STREAM))
-            await dead_letter(self.bus, subjects.EVENTS_STREAM, msg, str(exc))
+            log.warning("%s; recorded on %s", exc, subjects.dead_letter(KERNEL_STREAM))
+            await dead_letter(self.bus, KERNEL_STREAM, msg, str(exc))
             await msg.term()
             return
         try:
-            await self._handle(event, delivery.stream_seq, epoch)
+            await self._handle(event, seq, epoch if seq is not None else None)
         except Exception as exc:  # noqa: BLE001 - one input must not stop the others
-            reason = f"deciding {msg.subject} (stream sequence {delivery.stream_seq}) failed: {exc!r}"
+            reason = f"deciding {msg.subject} (events stream sequence {seq}) failed: {exc!r}"
             if delivery.delivered >= self.max_deliver:
                 log.error("%s; giving up after %d deliveries", reason, delivery.delivered)
-                await dead_letter(self.bus, subjects.EVENTS_STREAM, msg, reason)
+                await dead_letter(self.bus, KERNEL_STREAM, msg, reason)
                 await msg.term()
             else:
                 log.warning("%s; will retry", reason)
@@ -312,6 +347,15 @@ class Kernel:
         self.stats.outputs += len(events)
         self.stats.work += len(work)
         return last_seq
+
+
+def origin_seq(msg: Msg) -> int | None:
+    """The events stream sequence of a sourced input (``Nats-Stream-Source: CORTEX_EVENTS <seq> ...``)."""
+    source = (msg.headers or {}).get(HDR_STREAM_SOURCE, "")
+    parts = source.split(" ", 2)
+    if len(parts) < 2 or parts[0] != subjects.EVENTS_STREAM or not parts[1].isdigit():
+        return None
+    return int(parts[1])
 
 
 def _event_message(event: Event, expected_last_seq: int) -> Message:
