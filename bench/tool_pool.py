@@ -115,17 +115,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def write_calls(pid: int) -> int:
-    """Write-type system calls a process made so far (Linux /proc/<pid>/io ``syscw``), or 0."""
-    try:
-        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-            if line.startswith("syscw:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def report(label: str, samples: list[float]) -> None:
     """Print p50/p99/mean of a series."""
     mean = sum(samples) / len(samples)
@@ -152,13 +141,11 @@ async def main(n: int, warmup: int, concurrency: int) -> None:
             report("acked publish (floor)", await publish_floor(bus, n))
             for name, label in (("bench.noop", "async"), ("bench.noop_sync", "thread")):
                 assert server.proc is not None
-                pids = worker.pid, server.proc.pid
-                cpu_before, writes_before = [cpu_seconds(p) for p in pids], [write_calls(p) for p in pids]
+                before = cpu_seconds(worker.pid), cpu_seconds(server.proc.pid)
                 report(f"round trip {name} ({label})", await round_trips(bus, name, n, warmup))
-                worker_cpu, server_cpu = ((cpu_seconds(p) - b) * 1000 / (n + warmup) for p, b in zip(pids, cpu_before))
-                worker_w, server_w = ((write_calls(p) - b) / (n + warmup) for p, b in zip(pids, writes_before))
+                worker_cpu = (cpu_seconds(worker.pid) - before[0]) * 1000 / (n + warmup)
+                server_cpu = (cpu_seconds(server.proc.pid) - before[1]) * 1000 / (n + warmup)
                 print(f"{'  CPU per action':<34} worker {worker_cpu:.2f} ms, nats-server {server_cpu:.2f} ms")
-                print(f"{'  writes per action':<34} worker {worker_w:.1f}, nats-server {server_w:.1f}")
             await bus.close()
         finally:
             worker.terminate()

@@ -18,6 +18,7 @@ from cortex.aio import cancel_and_wait
 from cortex.bus import subjects
 from cortex.bus.client import Bus
 from cortex.bus.consumer import DurableConsumer
+from cortex.bus.feed import Delivery, PullFeed
 from cortex.bus.events import ActionCancelled, CancelRequested, Event, RunCancelled, TurnCancelled
 from cortex.bus.work import AnyWork, WorkItem, decode_work
 
@@ -67,23 +68,97 @@ def pool_consumer(
     )
 
 
+class FeedConsumer:
+    """A pool consumer read through a continuous pull (``PullFeed``): no pull request per work item.
+
+    Requests for up to ``concurrency`` items stay open on the server, so an item is delivered as
+    soon as it is stored and handed to a task at once. Decoding, the handler, acking, retries and
+    dead-lettering are ``DurableConsumer.process``'s. ``stop`` hands back what the open requests
+    still deliver, delayed past their expiry so it reaches another worker; handlers cancelled on
+    stop should hand theirs back as late (``HandlerTasks(nak_delay_s=hand_back_delay_s)``).
+    """
+
+    def __init__(self, consumer: DurableConsumer[AnyWork], *, expires_s: float = 1.0) -> None:
+        self.consumer = consumer
+        self.expires_s = expires_s
+        self._running: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._feed: PullFeed | None = None
+
+    def stop(self) -> None:
+        """Ask for nothing more; ``run`` returns once the items in hand are handled."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Pull and handle until stopped, up to ``concurrency`` items at once."""
+        consumer = self.consumer
+        await consumer.ensure()
+        feed = self._feed = PullFeed(
+            consumer.bus, stream=consumer.stream, durable=consumer.durable, on_message=self._received,
+            room=lambda: consumer.concurrency - len(self._running), batch=consumer.concurrency,
+            expires_s=self.expires_s,
+        )
+        await feed.start()
+        topping = asyncio.create_task(feed.run())
+        try:
+            await self._stopping.wait()
+            await feed.stop(drain=True)  # what the open requests still deliver is handed back
+        finally:
+            await cancel_and_wait(topping)
+            await feed.stop()
+            while self._running:
+                await asyncio.gather(*list(self._running), return_exceptions=True)
+
+    @property
+    def hand_back_delay_s(self) -> float:
+        """How long a handed-back item waits before redelivery: past this worker's last open request."""
+        return self.expires_s + 0.5
+
+    async def _received(self, msg: Msg, delivery: Delivery) -> None:
+        if self._stopping.is_set():
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=self.hand_back_delay_s)
+            return
+        task = asyncio.create_task(self.consumer.process(msg))
+        self._running.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        # The feed asks for more by itself as items arrive; it needs a poke only when it may have
+        # held back for want of room (more than half the slots were taken).
+        busy = len(self._running) > self.consumer.concurrency // 2
+        self._running.discard(task)
+        if busy and self._feed is not None:
+            self._feed.poke()
+
+
 @contextlib.asynccontextmanager
 async def keep_alive(msg: Msg, every_s: float = 5.0) -> AsyncIterator[None]:
-    """Tell JetStream the work item is still in progress until the block ends (no redelivery)."""
+    """Tell JetStream the work item is still in progress until the block ends (no redelivery).
 
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+    A timer, not a task, waits between reports: a short call costs no task switch.
+    """
+    loop = asyncio.get_running_loop()
+    reports: set[asyncio.Task[None]] = set()
 
-    task = asyncio.create_task(beat())
+    def beat() -> None:
+        nonlocal timer
+        report = loop.create_task(_in_progress(msg))
+        reports.add(report)
+        report.add_done_callback(reports.discard)
+        timer = loop.call_later(every_s, beat)
+
+    timer = loop.call_later(every_s, beat)
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        timer.cancel()
+
+
+async def _in_progress(msg: Msg) -> None:
+    """One in-progress report (a lost one only shortens the ack wait)."""
+    with contextlib.suppress(Exception):
+        await msg.in_progress()
 
 
 def is_cancellation(event: Event, *, action_id: str | None = None, turn_id: str | None = None) -> bool:

@@ -16,10 +16,9 @@ import time
 from typing import Any, TypeVar
 
 from nats.aio.msg import Msg
-from nats.js.api import PubAck
 
 from cortex.adapters.tools import CallContext
-from cortex.bus.client import Bus, event_headers, event_subject
+from cortex.bus.client import Bus
 from cortex.bus.events import (
     ActionCompleted,
     ActionCompletedData,
@@ -30,13 +29,13 @@ from cortex.bus.events import (
     ActionStarted,
     ActionStartedData,
     Event,
-    encode,
 )
 from cortex.bus.work import ActionWork, AnyWork
 from cortex.errors import DockerUnavailable, OutcomeUnknown, SandboxError, ToolError, ToolTimeout
 from cortex.workers.action_log import ActionLog, AttemptRecord
 from cortex.workers.base import keep_alive, make_event
 from cortex.workers.cancel_watch import CancelWatch
+from cortex.workers.event_pipeline import AckInbox, Pipeline
 from cortex.workers.plugin_host import PluginHost, Route
 
 log = logging.getLogger("cortex.workers.tool")
@@ -80,42 +79,12 @@ def action_event(cls: type[E], work: ActionWork, data: Any, suffix: str) -> E:
     return make_event(cls, work, data, event_id=f"{work.causation_id}:{work.action_id}:{work.attempt}:{suffix}")
 
 
-class Pipeline:
-    """Publishes events without waiting for each ack (the connection keeps their order), then confirms."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.bus = bus
-        self._pending: list[tuple[Event, asyncio.Future[Any]]] = []
-
-    async def send(self, event: Event) -> None:
-        """Publish ``event``; its ack is awaited by ``confirm``."""
-        future = await self.bus.js.publish_async(event_subject(event), encode(event), headers=event_headers(event))
-        self._pending.append((event, future))
-
-    async def confirm(self) -> list[PubAck | None]:
-        """Wait for every ack; an event whose ack failed is published again with retries (same id).
-
-        Returns the acks in order (None for an event that took the retrying path).
-        """
-        pending, self._pending = self._pending, []
-        acks: list[PubAck | None] = []
-        for event, future in pending:
-            try:
-                acks.append(await asyncio.wait_for(future, 5.0))
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - any failed ack falls back to the retrying path
-                await self.bus.publish_event(event)
-                acks.append(None)
-        return acks
-
-
 class ToolExecutor:
     """Runs tool actions against a ``PluginHost`` and publishes their events."""
 
     def __init__(
         self, bus: Bus, host: PluginHost, actions: ActionLog, cancels: CancelWatch, *,
-        worker: str, keep_alive_s: float = 5.0, started_delay_s: float = 0.002,
+        worker: str, keep_alive_s: float = 5.0, started_delay_s: float = 0.002, acks: AckInbox | None = None,
     ) -> None:
         self.bus = bus
         self.host = host
@@ -124,6 +93,7 @@ class ToolExecutor:
         self.worker = worker
         self.keep_alive_s = keep_alive_s
         self.started_delay_s = started_delay_s
+        self.acks = acks or AckInbox(bus)
 
     async def handle(self, item: AnyWork, msg: Msg) -> None:
         """The pool consumer's handler: run one work item (the consumer acks it afterwards)."""
@@ -179,7 +149,7 @@ class ToolExecutor:
         idempotent call's start goes out when the call has run for ``started_delay_s``, or together
         with its outcome if it is done by then (one write instead of two).
         """
-        events = Pipeline(self.bus)
+        events = Pipeline(self.bus, self.acks)
         started = action_event(
             ActionStarted, work, ActionStartedData(action_id=work.action_id, attempt=work.attempt, worker=self.worker),
             "started",

@@ -14,13 +14,17 @@ import logging
 
 from cortex.bus.client import Bus
 from cortex.workers.action_log import ActionLog, LogReader
-from cortex.workers.base import HandlerTasks, pool_consumer, worker_id
+from cortex.workers.base import FeedConsumer, HandlerTasks, pool_consumer, worker_id
 from cortex.workers.cancel_watch import CancelWatch
+from cortex.workers.event_pipeline import AckInbox
 from cortex.workers.plugin_host import POOL, PluginHost, load_manifests
 from cortex.workers.plugin_store import applied_plugins, follow_applied_plugins, system_stream_position
 from cortex.workers.tool_executor import ToolExecutor
 
 log = logging.getLogger("cortex.workers.tool")
+
+FEED_EXPIRES_S = 1.0
+"""Lifetime of the pool's open pull requests: a lost one (server restart) is replaced after twice this."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,19 +67,22 @@ async def serve(bus: Bus, args: argparse.Namespace, stop: asyncio.Event) -> None
     if not args.no_applied:
         manifests += await applied_plugins(bus, skip=local)
     host = PluginHost(bus, manifests, worker=worker, heartbeat_s=args.heartbeat)
-    reader, cancels, tasks = LogReader(bus), CancelWatch(bus), HandlerTasks()
+    reader, cancels, acks = LogReader(bus), CancelWatch(bus), AckInbox(bus)
+    tasks = HandlerTasks(nak_delay_s=FEED_EXPIRES_S + 0.5)  # FeedConsumer.hand_back_delay_s
     await reader.start()
     await cancels.start()
+    await acks.start()
     try:
         await host.start()
         executor = ToolExecutor(
-            bus, host, ActionLog(reader), cancels, worker=worker, keep_alive_s=min(5.0, args.ack_wait / 3)
+            bus, host, ActionLog(reader), cancels, worker=worker, keep_alive_s=min(5.0, args.ack_wait / 3),
+            acks=acks,
         )
         consumers = [
-            pool_consumer(
+            FeedConsumer(pool_consumer(
                 bus, POOL, tasks.wrap(executor.handle), lane=lane, concurrency=args.concurrency,
                 ack_wait_s=args.ack_wait,
-            )
+            ), expires_s=FEED_EXPIRES_S)
             for lane in host.lanes
         ]
         runners = [asyncio.create_task(consumer.run()) for consumer in consumers]
@@ -99,5 +106,6 @@ async def serve(bus: Bus, args: argparse.Namespace, stop: asyncio.Event) -> None
                     await runner
     finally:
         await host.close()
+        await acks.close()
         await cancels.close()
         await reader.close()

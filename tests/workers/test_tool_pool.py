@@ -225,6 +225,17 @@ async def test_progress_events_come_before_the_outcome(bus: Bus, run_id: str, te
     assert [p.id for p in progress] == [f"sched-1:a1:1:progress:{n}" for n in (1, 2, 3)]
 
 
+async def test_concurrency_bounds_the_calls_in_flight(bus: Bus, run_id: str, testkit: Path) -> None:
+    key = f"{run_id}-gauge"
+    async with tool_pool(bus, "--plugins", str(testkit), "--concurrency", "2"):
+        for n in range(6):
+            await bus.publish_work("tool", work(run_id, "kit.gauge", {"key": key, "seconds": 0.3},
+                                                action_id=f"g{n}", causation_id=f"s{n}"))
+        done = [await outcome(bus, run_id, f"g{n}") for n in range(6)]
+    assert all(isinstance(e, ActionCompleted) for e in done)
+    assert kit.RUNNING[f"{key}:max"] == 2
+
+
 # ---- keep-alive, redelivery, crashes ------------------------------------------------------
 
 

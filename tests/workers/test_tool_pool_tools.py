@@ -70,3 +70,19 @@ async def slow_first(key: str, seconds: float) -> dict:
             STOPPED.add(key)
             raise
     return {"key": key, "calls": CALLS[key]}
+
+
+RUNNING: collections.Counter[str] = collections.Counter()
+"""Calls of ``gauge`` running now, and (``<key>:max``) the most at once, per key."""
+
+
+@tool
+async def gauge(key: str, seconds: float) -> dict:
+    """Sleep ``seconds`` while counting how many calls for ``key`` run at once."""
+    RUNNING[key] += 1
+    RUNNING[f"{key}:max"] = max(RUNNING[f"{key}:max"], RUNNING[key])
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        RUNNING[key] -= 1
+    return {"key": key}
