@@ -42,7 +42,7 @@ from cortex.bus.streams import KERNEL_PARTITIONS, KERNEL_STREAM, kernel_partitio
 from cortex.bus.work import encode_work
 from cortex.errors import BusError, ConcurrencyConflict, MalformedEvent
 from cortex.kernel.cache import RunCache, RunView
-from cortex.kernel.decider import DECISION_INPUTS, RunState
+from cortex.kernel.decider import RunState
 from cortex.kernel.history import Advance, advance, is_decision_output
 from cortex.kernel.partitions import Partitions
 from cortex.kernel.reader import RunChunk, RunReader
@@ -53,11 +53,6 @@ log = logging.getLogger("cortex.kernel")
 DURABLE = "kernel"
 MAX_CONFLICTS = 50
 HDR_STREAM_SOURCE = "Nats-Stream-Source"
-
-
-def input_filters() -> list[str]:
-    """The consumer's subject filters: ``cortex.evt.*.<type>`` for every decision input."""
-    return [f"{subjects.PREFIX}.evt.*.{event_type}" for event_type in sorted(DECISION_INPUTS)]
 
 
 @dataclass
