@@ -15,12 +15,15 @@ from cortex.kernel.service import Kernel
 DESCRIPTION = """\
 Run one kernel process: it pulls the decision inputs of every run (run.requested,
 message.received, cancel.requested, turn.completed|failed, action.declared|completed|failed|
-cancelled, timer.fired) from the durable consumer "kernel" on CORTEX_EVENTS, decides each with
-the pure decider, dispatches work to the pools and publishes the decisions as events, with
-deterministic ids and per-run optimistic concurrency. It also fires due timers (durable
-consumer "kernel-timers"). Any number of kernels can run at once: they split the inputs, and a
-kernel that dies loses nothing (its inputs are redelivered; run states are rebuilt from the
-log). Stop with SIGINT/SIGTERM: the inputs in hand are finished first.
+cancelled, timer.fired), decides each with the pure decider, dispatches work to the pools and
+publishes the decisions as events, with deterministic ids and per-run optimistic concurrency.
+The inputs are copied into the stream CORTEX_KERNEL in 16 partitions by run (durable consumers
+kernel-p00..kernel-p15); kernels share the partitions through leases in the KV bucket
+cortex_kernel_leases, so a run's inputs reach one kernel in order. It also fires due timers
+(durable consumer "kernel-timers"). Any number of kernels can run at once (beyond 16 they stand
+by), and a kernel that dies loses nothing: its partitions pass to the others after 5 s, its
+inputs in hand are redelivered, run states are rebuilt from the log. Stop with SIGINT/SIGTERM:
+the inputs in hand are finished first and the partitions handed over. See docs/kernel.md.
 """
 
 
