@@ -1,6 +1,6 @@
 """Tool pool benchmark: round trip of a no-op python tool, work item published -> action.completed seen.
 
-Run: ``.venv/bin/python bench/tool_pool.py [--n N]``. Starts its own nats-server on a free port
+Run: ``.venv/bin/python bench/tool_pool.py [--n N] [--uvloop]``. Starts its own nats-server on a free port
 and one ``cortex worker tool`` process serving this file's tools (plugin ``bench``: ``noop`` is
 ``async def``, ``noop_sync`` a plain ``def`` run in a worker thread). Work items are sent one at
 a time; the clock runs from before ``publish_work`` until ``action.completed`` arrives on a
@@ -122,18 +122,20 @@ def report(label: str, samples: list[float]) -> None:
           f"mean={mean:.3f} ms")
 
 
-async def main(n: int, warmup: int, concurrency: int) -> None:
+UVLOOP_LAUNCHER = "import sys, uvloop; uvloop.install(); from cortex.cli.main import main; sys.exit(main(sys.argv[1:]))"
+"""``cortex`` with uvloop's event loop (the CLI itself uses asyncio's): for ``--uvloop``."""
+
+
+async def main(n: int, warmup: int, concurrency: int, uvloop: bool = False) -> None:
     """Start a server and a worker, measure, stop both."""
     with tempfile.TemporaryDirectory(prefix="cortex-bench-tool-") as tmp:
         base = Path(tmp)
         (base / "bench.yaml").write_text(MANIFEST)
         server = NatsProcess(store_dir=base / "js").start()
         env = {**os.environ, "CORTEX_NATS_URL": server.url, "PYTHONPATH": str(REPO)}
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "cortex.cli.main", "worker", "tool", "--no-builtins", "--plugins",
-             str(base / "bench.yaml"), "--concurrency", str(concurrency)],
-            cwd=REPO, env=env, start_new_session=True,
-        )
+        argv = ["worker", "tool", "--no-builtins", "--plugins", str(base / "bench.yaml"), "--concurrency", str(concurrency)]
+        launch = ["-c", UVLOOP_LAUNCHER, *argv] if uvloop else ["-m", "cortex.cli.main", *argv]
+        worker = subprocess.Popen([sys.executable, *launch], cwd=REPO, env=env, start_new_session=True)
         try:
             bus = await Bus.connect(server.url, name="bench")
             await bus.provision()
@@ -158,5 +160,6 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=2000, help="measured round trips per tool (default 2000)")
     parser.add_argument("--warmup", type=int, default=100, help="round trips not measured (default 100)")
     parser.add_argument("--concurrency", type=int, default=16, help="the worker's --concurrency (default 16)")
+    parser.add_argument("--uvloop", action="store_true", help="run the worker on uvloop (needs uvloop installed)")
     ns = parser.parse_args()
-    asyncio.run(main(ns.n, ns.warmup, ns.concurrency))
+    asyncio.run(main(ns.n, ns.warmup, ns.concurrency, ns.uvloop))

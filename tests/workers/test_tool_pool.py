@@ -236,6 +236,20 @@ async def test_concurrency_bounds_the_calls_in_flight(bus: Bus, run_id: str, tes
     assert kit.RUNNING[f"{key}:max"] == 2
 
 
+async def test_the_pool_keeps_pulling_across_a_server_restart(
+    bus: Bus, run_id: str, nats_server: NatsProcess, testkit: Path
+) -> None:
+    async with tool_pool(bus, "--plugins", str(testkit)):
+        await bus.publish_work("tool", work(run_id, "kit.count", {"key": f"{run_id}-1"}))
+        assert isinstance(await outcome(bus, run_id), ActionCompleted)
+        nats_server.stop()  # the open pull requests die with it
+        await asyncio.to_thread(nats_server.start)
+        await bus.publish_work("tool", work(run_id, "kit.count", {"key": f"{run_id}-2"}, action_id="a2",
+                                            causation_id="sched-2"))
+        done = await outcome(bus, run_id, "a2")
+    assert isinstance(done, ActionCompleted) and kit.CALLS[f"{run_id}-2"] == 1
+
+
 # ---- keep-alive, redelivery, crashes ------------------------------------------------------
 
 
