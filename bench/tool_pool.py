@@ -133,7 +133,8 @@ async def main(n: int, warmup: int, concurrency: int, uvloop: bool = False) -> N
         (base / "bench.yaml").write_text(MANIFEST)
         server = NatsProcess(store_dir=base / "js").start()
         env = {**os.environ, "CORTEX_NATS_URL": server.url, "PYTHONPATH": str(REPO)}
-        argv = ["worker", "tool", "--no-builtins", "--plugins", str(base / "bench.yaml"), "--concurrency", str(concurrency)]
+        argv = ["worker", "tool", "--no-builtins", "--plugins", str(base / "bench.yaml"),
+                "--concurrency", str(concurrency)]
         launch = ["-c", UVLOOP_LAUNCHER, *argv] if uvloop else ["-m", "cortex.cli.main", *argv]
         worker = subprocess.Popen([sys.executable, *launch], cwd=REPO, env=env, start_new_session=True)
         try:

@@ -68,6 +68,11 @@ def pool_consumer(
     )
 
 
+def hand_back_delay_s(expires_s: float) -> float:
+    """How long an item handed back by a stopping ``FeedConsumer`` waits: past its last open pull request."""
+    return expires_s + 0.5
+
+
 class FeedConsumer:
     """A pool consumer read through a continuous pull (``PullFeed``): no pull request per work item.
 
@@ -75,7 +80,7 @@ class FeedConsumer:
     soon as it is stored and handed to a task at once. Decoding, the handler, acking, retries and
     dead-lettering are ``DurableConsumer.process``'s. ``stop`` hands back what the open requests
     still deliver, delayed past their expiry so it reaches another worker; handlers cancelled on
-    stop should hand theirs back as late (``HandlerTasks(nak_delay_s=hand_back_delay_s)``).
+    stop should hand theirs back as late (``HandlerTasks(nak_delay_s=hand_back_delay_s(expires_s))``).
     """
 
     def __init__(self, consumer: DurableConsumer[AnyWork], *, expires_s: float = 1.0) -> None:
@@ -109,15 +114,10 @@ class FeedConsumer:
             while self._running:
                 await asyncio.gather(*list(self._running), return_exceptions=True)
 
-    @property
-    def hand_back_delay_s(self) -> float:
-        """How long a handed-back item waits before redelivery: past this worker's last open request."""
-        return self.expires_s + 0.5
-
     async def _received(self, msg: Msg, delivery: Delivery) -> None:
         if self._stopping.is_set():
             with contextlib.suppress(Exception):
-                await msg.nak(delay=self.hand_back_delay_s)
+                await msg.nak(delay=hand_back_delay_s(self.expires_s))
             return
         task = asyncio.create_task(self.consumer.process(msg))
         self._running.add(task)

@@ -41,11 +41,15 @@ class AckInbox:
         self._counter = itertools.count()
         self._waiting: dict[str, asyncio.Future[PubAck]] = {}
         self._sub = None
+        self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        """Subscribe to the inbox."""
-        self._prefix = self.bus.nc.new_inbox()
-        self._sub = await self.bus.nc.subscribe(f"{self._prefix}.*", cb=self._on_ack)
+        """Subscribe to the inbox (once)."""
+        async with self._lock:
+            if self._sub is None:
+                prefix = self.bus.nc.new_inbox()
+                self._sub = await self.bus.nc.subscribe(f"{prefix}.*", cb=self._on_ack)
+                self._prefix = prefix
 
     async def close(self) -> None:
         """Drop the subscription (best effort: the connection may be gone)."""

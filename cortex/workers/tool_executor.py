@@ -1,11 +1,12 @@
 """One tool action: the redelivery checks, its events, keep-alive, cancellation and error codes.
 
-For each ``ActionWork`` item: read the run's ``action.*`` events; an attempt that already ended
-is acknowledged and not run; one a crashed worker had started runs again only if its tool is
-idempotent, else it fails with ``outcome_unknown``. Otherwise ``action.started``, any
-``action.progress``, then ``action.completed`` or ``action.failed``. Event ids derive from the
-dispatch (the work item's ``causation_id``, its ``action.scheduled`` event), so a re-publish
-after a crash is deduplicated and an action id reused in a later turn gets new ids.
+For each ``ActionWork`` item: unless it is a fresh first delivery (see ``ToolExecutor._record``),
+read the run's ``action.*`` events; an attempt that already ended is acknowledged and not run;
+one a crashed worker had started runs again only if its tool is idempotent, else it fails with
+``outcome_unknown``. Otherwise ``action.started``, any ``action.progress``, then
+``action.completed`` or ``action.failed``. Event ids derive from the dispatch (the work item's
+``causation_id``, its ``action.scheduled`` event), so a re-publish after a crash is deduplicated
+and an action id reused in a later turn gets new ids.
 """
 
 from __future__ import annotations
@@ -39,8 +40,6 @@ from cortex.workers.event_pipeline import AckInbox, Pipeline
 from cortex.workers.plugin_host import PluginHost, Route
 
 log = logging.getLogger("cortex.workers.tool")
-
-FIRST_COMPLETED = asyncio.FIRST_COMPLETED
 
 E = TypeVar("E", bound=Event)
 
@@ -131,8 +130,9 @@ class ToolExecutor:
         """The log's record of ``work``'s attempt; None, without reading, if the log cannot have one.
 
         A first delivery cannot follow an earlier delivery of itself, and a stop signal stored
-        while the cancel watch listened would have been heard (see docs/pools.md, "Redelivery
-        check"); every redelivery, and any item older than the watch, reads the log.
+        while the cancel watch listened would have been heard (docs/pools.md, "Tool pool: when
+        the redelivery check reads the log"); every redelivery, and any item older than the
+        watch, reads the log.
         """
         meta = msg.metadata
         if meta.num_delivered == 1 and await self.cancels.quiet_since(work, meta.sequence.stream):
@@ -184,10 +184,10 @@ class ToolExecutor:
         call = asyncio.ensure_future(route.runtime.call(route.spec.name, params, ctx))
         try:
             if not announced:
-                await asyncio.wait((call, stopped), timeout=self.started_delay_s, return_when=FIRST_COMPLETED)
+                await asyncio.wait((call, stopped), timeout=self.started_delay_s, return_when=asyncio.FIRST_COMPLETED)
                 await announce()
             if not (call.done() or stopped.done()):
-                await asyncio.wait((call, stopped), return_when=FIRST_COMPLETED)
+                await asyncio.wait((call, stopped), return_when=asyncio.FIRST_COMPLETED)
         finally:  # stopped, or this handler cancelled (the worker is stopping): stop the call too
             if not call.done():
                 call.cancel()

@@ -14,7 +14,7 @@ import logging
 
 from cortex.bus.client import Bus
 from cortex.workers.action_log import ActionLog, LogReader
-from cortex.workers.base import FeedConsumer, HandlerTasks, pool_consumer, worker_id
+from cortex.workers.base import FeedConsumer, HandlerTasks, hand_back_delay_s, pool_consumer, worker_id
 from cortex.workers.cancel_watch import CancelWatch
 from cortex.workers.event_pipeline import AckInbox
 from cortex.workers.plugin_host import POOL, PluginHost, load_manifests
@@ -68,7 +68,7 @@ async def serve(bus: Bus, args: argparse.Namespace, stop: asyncio.Event) -> None
         manifests += await applied_plugins(bus, skip=local)
     host = PluginHost(bus, manifests, worker=worker, heartbeat_s=args.heartbeat)
     reader, cancels, acks = LogReader(bus), CancelWatch(bus), AckInbox(bus)
-    tasks = HandlerTasks(nak_delay_s=FEED_EXPIRES_S + 0.5)  # FeedConsumer.hand_back_delay_s
+    tasks = HandlerTasks(nak_delay_s=hand_back_delay_s(FEED_EXPIRES_S))
     await reader.start()
     await cancels.start()
     await acks.start()
