@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
-import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
@@ -17,35 +16,25 @@ from nats.js.errors import APIError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from cortex.bus import subjects
+from cortex.bus.acked import AckInbox, Batch
+from cortex.bus.messages import (
+    ERR_WRONG_LAST_SEQUENCE,
+    HDR_EXPECTED_SEQ,
+    HDR_EXPECTED_SUBJECT,
+    Message,
+    event_message,
+    work_message,
+)
 from cortex.bus.connection import connect_nats
-from cortex.bus.events import Event, decode, encode
+from cortex.bus.events import Event, decode
 from cortex.bus.settings import BusSettings, StreamSettings
 from cortex.bus.streams import provision
-from cortex.bus.work import WorkItem, encode_work
+from cortex.bus.work import WorkItem
 from cortex.errors import ConcurrencyConflict, PublishFailed
 
 log = logging.getLogger("cortex.bus")
 
-HDR_MSG_ID = "Nats-Msg-Id"
-HDR_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
-HDR_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
-HDR_TYPE = "Cortex-Type"
-HDR_TRACEPARENT = "traceparent"
-
-_WRONG_LAST_SEQUENCE = 10071
 _RETRYABLE = (NatsTimeout, NoRespondersError, ServiceUnavailableError, asyncio.TimeoutError)
-
-
-class _PubAck(msgspec.Struct):
-    """JetStream's reply to a publish."""
-
-    stream: str = ""
-    seq: int = 0
-    duplicate: bool = False
-    error: dict | None = None
-
-
-_ack_decoder = msgspec.json.Decoder(_PubAck)
 
 
 @dataclass(frozen=True)
@@ -54,21 +43,6 @@ class RunHistory:
 
     events: list[Event]
     last_seq: int
-
-
-def event_headers(event: Event) -> dict[str, str]:
-    """Headers that travel with an event: its type, its message id and its trace context."""
-    headers = {HDR_MSG_ID: event.id, HDR_TYPE: event.type}
-    if event.trace is not None:
-        headers[HDR_TRACEPARENT] = event.trace.traceparent
-    return headers
-
-
-def event_subject(event: Event) -> str:
-    """Where an event is published: the run's subject, or the system space for run-less events."""
-    if event.run_id:
-        return subjects.run_event(event.run_id, event.type)
-    return subjects.system_event(event.type)
 
 
 class Bus:
@@ -80,9 +54,8 @@ class Bus:
         self.url = url
         self.settings = settings or StreamSettings()
         self.publish_deadline_s = 30.0
-        self._ack_prefix: str | None = None
-        self._ack_waiters: dict[str, asyncio.Future[_PubAck]] = {}
-        self._ack_counter = 0
+        self.acks = AckInbox(nc)
+        """The reply inbox of publishes sent without waiting (``Batch``)."""
 
     @classmethod
     async def connect(cls, url: str, *, name: str = "cortex", settings: StreamSettings | None = None) -> "Bus":
@@ -112,7 +85,7 @@ class Bus:
 
     # ---- publishing ------------------------------------------------------------------
 
-    async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> int:
+    async def publish_message(self, subject: str, payload: bytes, headers: dict[str, str]) -> int:
         """Publish and wait for the ack, retrying (same message id) through server restarts."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.publish_deadline_s
@@ -122,7 +95,7 @@ class Bus:
                 ack = await self.js.publish(subject, payload, headers=headers, timeout=2.0)
                 return ack.seq
             except APIError as exc:
-                if exc.err_code == _WRONG_LAST_SEQUENCE:
+                if exc.err_code == ERR_WRONG_LAST_SEQUENCE:
                     raise ConcurrencyConflict(
                         headers.get(HDR_EXPECTED_SUBJECT, subject),
                         int(headers.get(HDR_EXPECTED_SEQ, "0")),
@@ -142,11 +115,7 @@ class Bus:
 
     async def publish_event(self, event: Event, *, expected_last_seq: int | None = None) -> int:
         """Publish one event; with ``expected_last_seq`` the run must not have moved on since."""
-        headers = event_headers(event)
-        if expected_last_seq is not None:
-            headers[HDR_EXPECTED_SEQ] = str(expected_last_seq)
-            headers[HDR_EXPECTED_SUBJECT] = subjects.run_events(event.run_id)
-        return await self._publish(event_subject(event), encode(event), headers)
+        return await self.publish_message(*event_message(event, expected_last_seq))
 
     async def publish_events(self, events: Iterable[Event], *, expected_last_seq: int | None = None) -> int:
         """Publish events of one run in order, each checked against the one before; return the last seq."""
@@ -155,57 +124,25 @@ class Bus:
             seq = await self.publish_event(event, expected_last_seq=seq)
         return seq or 0
 
-    async def publish_pipelined(self, events: Sequence[Event], *, ack_timeout_s: float = 5.0) -> list[int]:
-        """Publish many events without waiting for each ack in turn (no concurrency check).
+    async def publish_batch(self, messages: Sequence[Message], *, ack_timeout_s: float = 5.0) -> list[int]:
+        """Publish messages at once, in order, and await their acks together; their sequences.
 
-        Acks are awaited together; an event whose ack failed or did not come is published again
-        through the retrying path with the same message id, so nothing is lost or stored twice.
+        A message whose ack failed or did not come is published again through the retrying path
+        with the same message id, so nothing is lost or stored twice; a refused expected-sequence
+        check raises ``ConcurrencyConflict`` once all are settled (see ``acked.Batch``).
         """
-        inbox = await self._ack_inbox()
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[_PubAck]] = []
-        for event in events:
-            self._ack_counter += 1
-            reply = f"{inbox}.{self._ack_counter}"
-            future: asyncio.Future[_PubAck] = loop.create_future()
-            self._ack_waiters[reply] = future
-            futures.append(future)
-            await self.nc.publish(event_subject(event), encode(event), reply=reply, headers=event_headers(event))
-        if futures:
-            await asyncio.wait(futures, timeout=ack_timeout_s)
-        seqs = []
-        for event, future in zip(events, futures):
-            ack = future.result() if future.done() else None
-            if ack is not None and ack.error is None and ack.seq:
-                seqs.append(ack.seq)
-            else:
-                future.cancel()
-                seqs.append(await self.publish_event(event))
-        return seqs
+        batch = Batch(self, ack_timeout_s=ack_timeout_s)
+        for message in messages:
+            await batch.send(*message)
+        return [ack.seq for ack in await batch.confirm()]
 
-    async def _ack_inbox(self) -> str:
-        """A reply subject prefix whose messages resolve pipelined publishes (created once)."""
-        if self._ack_prefix is None:
-            prefix = self.nc.new_inbox()
-
-            async def on_ack(msg: Msg) -> None:
-                future = self._ack_waiters.pop(msg.subject, None)
-                if future is not None and not future.done():
-                    try:
-                        future.set_result(_ack_decoder.decode(msg.data))
-                    except Exception:  # noqa: BLE001 - an odd reply falls back to the retrying path
-                        future.set_result(_PubAck(error={"description": "undecodable ack"}))
-
-            await self.nc.subscribe(f"{prefix}.*", cb=on_ack)
-            self._ack_prefix = prefix
-        return self._ack_prefix
+    async def publish_pipelined(self, events: Sequence[Event], *, ack_timeout_s: float = 5.0) -> list[int]:
+        """Publish many events without waiting for each ack in turn (no concurrency check)."""
+        return await self.publish_batch([event_message(e) for e in events], ack_timeout_s=ack_timeout_s)
 
     async def publish_work(self, pool: str, item: WorkItem, *, lane: str | None = None) -> int:
         """Put a work item on ``cortex.work.<pool>[.<lane>]`` (deduplicated by its message id)."""
-        headers = {HDR_MSG_ID: item.msg_id, HDR_TYPE: f"work.{type(item).__struct_config__.tag}"}
-        if item.traceparent:
-            headers[HDR_TRACEPARENT] = item.traceparent
-        return await self._publish(subjects.work(pool, lane), encode_work(item), headers)
+        return await self.publish_message(*work_message(pool, item, lane))
 
     # ---- reading ---------------------------------------------------------------------
 

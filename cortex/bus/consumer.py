@@ -38,7 +38,7 @@ async def dead_letter(bus: Bus, stream: str, msg: Msg, reason: str) -> None:
         HDR_ERROR: reason[:1000].replace("\n", " "),
         "Nats-Msg-Id": f"dlq:{stream}:{seq}",
     }
-    await bus._publish(subjects.dead_letter(stream), msg.data, headers)
+    await bus.publish_message(subjects.dead_letter(stream), msg.data, headers)
 
 
 class DurableConsumer(Generic[T]):

@@ -18,28 +18,17 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from nats.aio.msg import Msg
 
 from cortex.aio import cancel_and_wait
 from cortex.bus import subjects
-from cortex.bus.acked import AckedPublisher, Message
-from cortex.bus.client import (
-    HDR_EXPECTED_SEQ,
-    HDR_EXPECTED_SUBJECT,
-    HDR_MSG_ID,
-    HDR_TRACEPARENT,
-    HDR_TYPE,
-    Bus,
-    event_headers,
-    event_subject,
-)
+from cortex.bus.client import Bus
 from cortex.bus.consumer import DurableConsumer, dead_letter
-from cortex.bus.events import Event, decode, encode
+from cortex.bus.events import Event, decode
 from cortex.bus.feed import Delivery, PullFeed
 from cortex.bus.streams import KERNEL_PARTITIONS, KERNEL_STREAM, kernel_partition_subject
-from cortex.bus.work import encode_work
+from cortex.bus.messages import Message, event_message, work_message
 from cortex.errors import BusError, ConcurrencyConflict, MalformedEvent
 from cortex.kernel.cache import RunCache, RunView
 from cortex.kernel.decider import RunState
@@ -141,7 +130,6 @@ class Kernel:
         self.cache = RunCache(cache_size)
         self.stats = KernelStats()
         self.reader = RunReader(bus)
-        self.publisher = AckedPublisher(bus)
         self.ready = asyncio.Event()
         self.concurrency = max(1, concurrency)
         self.max_deliver = 5
@@ -171,7 +159,7 @@ class Kernel:
     async def run(self) -> None:
         """Consume and decide until ``stop()``; then finish the inputs in hand and return."""
         await self.reader.start()
-        await self.publisher.start()
+        await self.bus.acks.start()
         await asyncio.gather(*(consumer.ensure() for consumer in self.consumers), self.timers.consumer.ensure())
         tasks = [asyncio.create_task(self.timers.run())]
         try:
@@ -192,7 +180,6 @@ class Kernel:
                 await feed.stop()
                 await cancel_and_wait(task)
             await self.reader.close()
-            await self.publisher.close()
 
     def stop(self) -> None:
         """Stop pulling inputs; ``run`` returns once the inputs in hand are decided."""
@@ -328,16 +315,16 @@ class Kernel:
             return last_seq
         work = result.live_work()
         events = result.missing
-        group: list[Message] = [_work_message(c.pool, c.item, c.lane) for c in work]
+        group: list[Message] = [work_message(c.pool, c.item, c.lane) for c in work]
         first = 0
         if len(events) > 1 or not group:  # the last event waits for the work's acks
-            group.insert(0, _event_message(events[0], last_seq))
+            group.insert(0, event_message(events[0], last_seq))
             first = 1
-        seqs = await self.publisher.publish_all(group)
+        seqs = await self.bus.publish_batch(group, ack_timeout_s=2.0)
         if first:
             last_seq = seqs[0]
         for event in events[first:]:
-            (last_seq,) = await self.publisher.publish_all([_event_message(event, last_seq)])
+            (last_seq,) = await self.bus.publish_batch([event_message(event, last_seq)], ack_timeout_s=2.0)
         self.stats.decided += result.decisions
         self.stats.outputs += len(events)
         self.stats.work += len(work)
@@ -351,19 +338,3 @@ def origin_seq(msg: Msg) -> int | None:
     if len(parts) < 2 or parts[0] != subjects.EVENTS_STREAM or not parts[1].isdigit():
         return None
     return int(parts[1])
-
-
-def _event_message(event: Event, expected_last_seq: int) -> Message:
-    """A run event to publish only if the run's last message is still at ``expected_last_seq``."""
-    headers = event_headers(event)
-    headers[HDR_EXPECTED_SEQ] = str(expected_last_seq)
-    headers[HDR_EXPECTED_SUBJECT] = subjects.run_events(event.run_id)
-    return event_subject(event), encode(event), headers
-
-
-def _work_message(pool: str, item: Any, lane: str | None) -> Message:
-    """A work item to publish on its pool's subject (deduplicated by its message id)."""
-    headers = {HDR_MSG_ID: item.msg_id, HDR_TYPE: f"work.{type(item).__struct_config__.tag}"}
-    if item.traceparent:
-        headers[HDR_TRACEPARENT] = item.traceparent
-    return subjects.work(pool, lane), encode_work(item), headers

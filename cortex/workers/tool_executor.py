@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from nats.aio.msg import Msg
 
 from cortex.adapters.tools import CallContext
+from cortex.bus.acked import Batch
 from cortex.bus.client import Bus
 from cortex.bus.events import (
     ActionCompleted,
@@ -36,7 +37,6 @@ from cortex.errors import DockerUnavailable, OutcomeUnknown, SandboxError, ToolE
 from cortex.workers.action_log import ActionLog, AttemptRecord
 from cortex.workers.base import keep_alive, make_event
 from cortex.workers.cancel_watch import CancelWatch
-from cortex.workers.event_pipeline import AckInbox, Pipeline
 from cortex.workers.plugin_host import PluginHost, Route
 
 log = logging.getLogger("cortex.workers.tool")
@@ -83,7 +83,7 @@ class ToolExecutor:
 
     def __init__(
         self, bus: Bus, host: PluginHost, actions: ActionLog, cancels: CancelWatch, *,
-        worker: str, keep_alive_s: float = 5.0, started_delay_s: float = 0.002, acks: AckInbox | None = None,
+        worker: str, keep_alive_s: float = 5.0, started_delay_s: float = 0.002,
     ) -> None:
         self.bus = bus
         self.host = host
@@ -92,7 +92,6 @@ class ToolExecutor:
         self.worker = worker
         self.keep_alive_s = keep_alive_s
         self.started_delay_s = started_delay_s
-        self.acks = acks or AckInbox(bus)
 
     async def handle(self, item: AnyWork, msg: Msg) -> None:
         """The pool consumer's handler: run one work item (the consumer acks it afterwards)."""
@@ -149,15 +148,15 @@ class ToolExecutor:
         idempotent call's start goes out when the call has run for ``started_delay_s``, or together
         with its outcome if it is done by then (one write instead of two).
         """
-        events = Pipeline(self.bus, self.acks)
+        events = Batch(self.bus)
         started = action_event(
             ActionStarted, work, ActionStartedData(action_id=work.action_id, attempt=work.attempt, worker=self.worker),
             "started",
         )
         if not idempotent:
-            await events.send(started)
+            await events.send_event(started)
             acks = await events.confirm()
-            if acks[0] is not None and acks[0].duplicate:
+            if acks[0].duplicate:  # stored before by another delivery (unknown when retried: run)
                 log.info("%s: not run, another delivery of the attempt started it", _name(work))
                 return SKIPPED
         announced = not idempotent
@@ -167,14 +166,14 @@ class ToolExecutor:
             nonlocal announced
             if not announced:
                 announced = True
-                await events.send(started)
+                await events.send_event(started)
 
         async def progress(message: str, fraction: float | None) -> None:
             nonlocal progress_count
             await announce()
             progress_count += 1
             data = ActionProgressData(action_id=work.action_id, message=message, fraction=fraction)
-            await events.send(action_event(ActionProgress, work, data, f"progress:{progress_count}"))
+            await events.send_event(action_event(ActionProgress, work, data, f"progress:{progress_count}"))
 
         ctx = CallContext(
             run_id=work.run_id, action_id=work.action_id, attempt=work.attempt, timeout_s=work.timeout_s,
@@ -202,7 +201,7 @@ class ToolExecutor:
             data = ActionCompletedData(
                 action_id=work.action_id, result=call.result(), latency_ms=latency_ms, attempt=work.attempt
             )
-            await events.send(action_event(ActionCompleted, work, data, "completed"))
+            await events.send_event(action_event(ActionCompleted, work, data, "completed"))
             status = COMPLETED
         else:
             if not isinstance(exc, ToolError):
@@ -212,7 +211,7 @@ class ToolExecutor:
                 action_id=work.action_id, code=code, error=message, retryable=retryable,
                 latency_ms=latency_ms, attempt=work.attempt,
             )
-            await events.send(action_event(ActionFailed, work, data, "failed"))
+            await events.send_event(action_event(ActionFailed, work, data, "failed"))
             status = FAILED
         await events.confirm()
         return status

@@ -16,7 +16,6 @@ from cortex.bus.client import Bus
 from cortex.workers.action_log import ActionLog, LogReader
 from cortex.workers.base import FeedConsumer, HandlerTasks, hand_back_delay_s, pool_consumer, worker_id
 from cortex.workers.cancel_watch import CancelWatch
-from cortex.workers.event_pipeline import AckInbox
 from cortex.workers.plugin_host import POOL, PluginHost, load_manifests
 from cortex.workers.plugin_store import applied_plugins, follow_applied_plugins, system_stream_position
 from cortex.workers.tool_executor import ToolExecutor
@@ -67,16 +66,15 @@ async def serve(bus: Bus, args: argparse.Namespace, stop: asyncio.Event) -> None
     if not args.no_applied:
         manifests += await applied_plugins(bus, skip=local)
     host = PluginHost(bus, manifests, worker=worker, heartbeat_s=args.heartbeat)
-    reader, cancels, acks = LogReader(bus), CancelWatch(bus), AckInbox(bus)
+    reader, cancels = LogReader(bus), CancelWatch(bus)
     tasks = HandlerTasks(nak_delay_s=hand_back_delay_s(FEED_EXPIRES_S))
     await reader.start()
     await cancels.start()
-    await acks.start()
+    await bus.acks.start()
     try:
         await host.start()
         executor = ToolExecutor(
             bus, host, ActionLog(reader), cancels, worker=worker, keep_alive_s=min(5.0, args.ack_wait / 3),
-            acks=acks,
         )
         consumers = [
             FeedConsumer(pool_consumer(
@@ -106,6 +104,5 @@ async def serve(bus: Bus, args: argparse.Namespace, stop: asyncio.Event) -> None
                     await runner
     finally:
         await host.close()
-        await acks.close()
         await cancels.close()
         await reader.close()
