@@ -68,7 +68,11 @@ def pool_consumer(
     )
 
 
-def hand_back_delay_s(expires_s: float) -> float:
+FEED_EXPIRES_S = 1.0
+"""How long a pool's open pull requests live (renewed as they expire)."""
+
+
+def hand_back_delay_s(expires_s: float = FEED_EXPIRES_S) -> float:
     """How long an item handed back by a stopping ``FeedConsumer`` waits: past its last open pull request."""
     return expires_s + 0.5
 
@@ -83,7 +87,7 @@ class FeedConsumer:
     stop should hand theirs back as late (``HandlerTasks(nak_delay_s=hand_back_delay_s(expires_s))``).
     """
 
-    def __init__(self, consumer: DurableConsumer[AnyWork], *, expires_s: float = 1.0) -> None:
+    def __init__(self, consumer: DurableConsumer[AnyWork], *, expires_s: float = FEED_EXPIRES_S) -> None:
         self.consumer = consumer
         self.expires_s = expires_s
         self._running: set[asyncio.Task[None]] = set()
@@ -194,10 +198,11 @@ class HandlerTasks:
 
     def __init__(self, nak_delay_s: float | None = None) -> None:
         """``nak_delay_s``: how long JetStream holds a handed-back item before redelivering it
-        (longer than the consumer's last pull can still receive, so it reaches another worker)."""
+        (by default longer than a ``FeedConsumer``'s last pull can still receive, so it reaches
+        another worker)."""
         self.tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
-        self.nak_delay_s = nak_delay_s
+        self.nak_delay_s = hand_back_delay_s() if nak_delay_s is None else nak_delay_s
 
     def wrap(self, handler: Callable[[AnyWork, Msg], Awaitable[None]]) -> Callable[[AnyWork, Msg], Awaitable[None]]:
         """``handler``, tracked: cancelled, or called after closing, it naks so another worker takes the item."""
@@ -227,14 +232,16 @@ class HandlerTasks:
 
 
 async def serve_consumer(consumer: DurableConsumer[AnyWork], tasks: HandlerTasks, stop: asyncio.Event) -> None:
-    """Run ``consumer`` until ``stop`` is set, then hand unfinished items back (they are redelivered)."""
-    runner = asyncio.create_task(consumer.run())
+    """Run ``consumer`` through a continuous pull until ``stop`` is set, then hand unfinished
+    items back (they are redelivered)."""
+    feed = FeedConsumer(consumer)
+    runner = asyncio.create_task(feed.run())
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({runner, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
-        consumer.stop()
+        feed.stop()
         await tasks.cancel_all()
         with contextlib.suppress(asyncio.CancelledError):
             await runner

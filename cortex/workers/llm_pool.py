@@ -20,15 +20,12 @@ from cortex.adapters.llm.registry import make_provider
 from cortex.bus.client import Bus
 from cortex.bus.events import ActionFailed, ActionFailedData
 from cortex.bus.work import ActionWork, AnyWork, TurnWork
-from cortex.workers.base import HandlerTasks, keep_alive, make_event, pool_consumer, worker_id
+from cortex.workers.base import FeedConsumer, HandlerTasks, keep_alive, make_event, pool_consumer, worker_id
 from cortex.workers.turn_runner import TurnRunner, TurnSettings
 
 log = logging.getLogger("cortex.workers.llm")
 
 POOL = "llm"
-PULL_EXPIRY_S = 1.2
-"""Delay of a handed-back item: the consumer's last pull request (1 s) must have expired, or
-JetStream would deliver the item straight back into it (and it would wait ack_wait to return)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,8 +105,8 @@ class LlmPool:
     async def serve(self, stop: asyncio.Event, *, drain_s: float = 30.0) -> None:
         """Consume until ``stop`` is set; give running turns ``drain_s`` to finish, then hand them
         back (nak: another worker runs them as a new attempt) and close the providers."""
-        tasks = HandlerTasks(nak_delay_s=PULL_EXPIRY_S)
-        consumer = pool_consumer(self.bus, POOL, tasks.wrap(self.handle), concurrency=self.concurrency)
+        tasks = HandlerTasks()
+        consumer = FeedConsumer(pool_consumer(self.bus, POOL, tasks.wrap(self.handle), concurrency=self.concurrency))
         runner = asyncio.create_task(consumer.run())
         stopped = asyncio.create_task(stop.wait())
         try:
@@ -124,7 +121,6 @@ class LlmPool:
             stopped.cancel()
             consumer.stop()
             await tasks.cancel_all()
-            runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
             await self.aclose()

@@ -14,7 +14,7 @@ import logging
 
 from cortex.bus.client import Bus
 from cortex.workers.action_log import ActionLog, LogReader
-from cortex.workers.base import FeedConsumer, HandlerTasks, hand_back_delay_s, pool_consumer, worker_id
+from cortex.workers.base import FeedConsumer, HandlerTasks, pool_consumer, worker_id
 from cortex.workers.cancel_watch import CancelWatch
 from cortex.workers.plugin_host import POOL, PluginHost, load_manifests
 from cortex.workers.plugin_store import applied_plugins, follow_applied_plugins, system_stream_position
@@ -22,7 +22,6 @@ from cortex.workers.tool_executor import ToolExecutor
 
 log = logging.getLogger("cortex.workers.tool")
 
-FEED_EXPIRES_S = 1.0
 """Lifetime of the pool's open pull requests: a lost one (server restart) is replaced after twice this."""
 
 
@@ -67,7 +66,7 @@ async def serve(bus: Bus, args: argparse.Namespace, stop: asyncio.Event) -> None
         manifests += await applied_plugins(bus, skip=local)
     host = PluginHost(bus, manifests, worker=worker, heartbeat_s=args.heartbeat)
     reader, cancels = LogReader(bus), CancelWatch(bus)
-    tasks = HandlerTasks(nak_delay_s=hand_back_delay_s(FEED_EXPIRES_S))
+    tasks = HandlerTasks()
     await reader.start()
     await cancels.start()
     await bus.acks.start()
@@ -80,7 +79,7 @@ async def serve(bus: Bus, args: argparse.Namespace, stop: asyncio.Event) -> None
             FeedConsumer(pool_consumer(
                 bus, POOL, tasks.wrap(executor.handle), lane=lane, concurrency=args.concurrency,
                 ack_wait_s=args.ack_wait,
-            ), expires_s=FEED_EXPIRES_S)
+            ))
             for lane in host.lanes
         ]
         runners = [asyncio.create_task(consumer.run()) for consumer in consumers]
