@@ -13,7 +13,9 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 if "--pure" in sys.argv:  # load the protocol package from its .py files, not the compiled build
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -68,7 +70,15 @@ def run(text: str, chunk: int, as_bytes: bool) -> tuple[float, int, int]:
     data: str | bytes = text.encode() if as_bytes else text
     pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)]
     parser = Parser()
-    feed = parser.feed
+    seconds, actions, errors = feed_all(parser.feed, pieces)
+    start = time.process_time()
+    for event in parser.close():
+        errors += isinstance(event, ParseError)
+    return seconds + time.process_time() - start, actions, errors
+
+
+def feed_all(feed: Callable[[Any], list[Any]], pieces: list[Any]) -> tuple[float, int, int]:
+    """CPU seconds to feed every piece, counting actions and errors as a consumer would."""
     actions = errors = 0
     start = time.process_time()
     for piece in pieces:
@@ -77,9 +87,12 @@ def run(text: str, chunk: int, as_bytes: bool) -> tuple[float, int, int]:
                 actions += 1
             elif event.__class__ is ParseError:
                 errors += 1
-    for event in parser.close():
-        errors += isinstance(event, ParseError)
     return time.process_time() - start, actions, errors
+
+
+def run_with(feed: Callable[[Any], list[Any]], text: str, chunk: int) -> float:
+    """CPU seconds for ``feed`` to take ``text`` in ``chunk``-character pieces (bench/parser_floor)."""
+    return feed_all(feed, [text[i : i + chunk] for i in range(0, len(text), chunk)])[0]
 
 
 def calibration() -> float:
