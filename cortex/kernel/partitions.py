@@ -70,8 +70,11 @@ class Partitions:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - NATS away for a moment: keep what we have, try again
-                log.warning("partition leases not renewed", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - NATS away for a moment: keep what we have, try again
+                # The bucket lives in memory: a restarted server has lost it, so look it up
+                # (or create it) afresh next time.
+                self._kv = None
+                log.warning("partition leases not renewed: %s", exc)
 
     async def tick(self, *, leaving: bool = False) -> set[int]:
         """Update the table once (retrying lost compare-and-sets); apply and return the partitions owned."""

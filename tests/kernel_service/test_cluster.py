@@ -127,6 +127,21 @@ async def test_runs_in_flight_resume_when_all_kernels_restart(
     await check_all_runs(bus, pools, request_ids)
 
 
+async def test_runs_complete_across_a_nats_server_restart(
+    bus: Bus, nats_server: NatsProcess, kernels: list[KernelProcess], pools: Pools, tmp_path: Path
+) -> None:
+    """The server stops mid-run and comes back on its store: the kernels' pulls, the partition
+    source and the leases recover, and every decision is still made exactly once."""
+    start_kernels(kernels, nats_server.url, tmp_path, 2)
+    request_ids = await start_runs(bus)
+    await wait_until(lambda: at_least(bus, "cortex.evt.*.action.scheduled", 20), 30, "runs under way")
+    nats_server.stop()
+    await asyncio.to_thread(nats_server.start)
+    assert await completed_runs(bus) < RUNS  # the restart happened mid-run
+    await wait_until(lambda: all_completed(bus), 90, "all runs completed")
+    await check_all_runs(bus, pools, request_ids)
+
+
 async def test_a_timer_survives_the_kernel_that_set_it(
     bus: Bus, nats_server: NatsProcess, kernels: list[KernelProcess], tmp_path: Path, run_id: str
 ) -> None:
