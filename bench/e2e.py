@@ -68,6 +68,7 @@ from cortex.bus.events import RunRequested, RunRequestedData, decode  # noqa: E4
 from cortex.bus.work import ActionWork, decode_work  # noqa: E402
 from cortex.manifests.plugin import load_plugin_manifest  # noqa: E402
 from cortex.specs import AgentSpec, Limits, ToolSpec  # noqa: E402
+from bench.support import wait_registered  # noqa: E402
 from tests.support.nats import NatsProcess  # noqa: E402
 
 PLUGIN = REPO / "bench" / "e2e" / "plugin.yaml"
@@ -420,18 +421,6 @@ async def in_process(url: str) -> AsyncIterator[dict[str, int]]:
             await bus.close()
 
 
-async def wait_registered(bus: Bus, timeout_s: float = 30.0) -> None:
-    """Wait for the tool worker's ``plugin.registered`` of plugin e2e."""
-
-    async def first() -> None:
-        async for event, _ in bus.watch(f"{subjects.PREFIX}.sys.plugin.registered", stream=subjects.SYSTEM_STREAM,
-                                        from_start=True):
-            if event.data.plugin == "e2e":
-                return
-
-    await asyncio.wait_for(first(), timeout_s)
-
-
 async def plugin_tools() -> tuple[ToolSpec, ...]:
     """The tool specs of the bench plugin, as the tool worker announces them."""
     runtime = load_runtime(load_plugin_manifest(PLUGIN))
@@ -502,7 +491,7 @@ async def main(ns: argparse.Namespace) -> None:
             async with deployment as pids:
                 assert server.proc is not None
                 pids = {**pids, "nats-server": server.proc.pid}
-                await wait_registered(bus)
+                await wait_registered(bus, "e2e")
                 tap = WorkTap()
                 await tap.start(bus)
                 warm = next(s for s in scenarios(True, False) if s.name == "fan-out/burst")

@@ -27,6 +27,7 @@ from cortex.bus import subjects  # noqa: E402
 from cortex.bus.client import Bus  # noqa: E402
 from cortex.bus.events import decode  # noqa: E402
 from cortex.bus.work import ActionWork  # noqa: E402
+from bench.support import wait_registered  # noqa: E402
 from tests.support.nats import NatsProcess  # noqa: E402
 
 MANIFEST = """name: bench
@@ -94,18 +95,6 @@ async def publish_floor(bus: Bus, n: int) -> list[float]:
     return samples
 
 
-async def wait_registered(bus: Bus, timeout_s: float = 30.0) -> None:
-    """Wait for the worker's ``plugin.registered`` of plugin bench."""
-
-    async def first() -> None:
-        async for event, _ in bus.watch(f"{subjects.PREFIX}.sys.plugin.registered", stream=subjects.SYSTEM_STREAM,
-                                        from_start=True):
-            if event.data.plugin == "bench":
-                return
-
-    await asyncio.wait_for(first(), timeout_s)
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process used so far (Linux /proc), or 0.0 where unavailable."""
     try:
@@ -140,7 +129,7 @@ async def main(n: int, warmup: int, concurrency: int, uvloop: bool = False) -> N
         try:
             bus = await Bus.connect(server.url, name="bench")
             await bus.provision()
-            await wait_registered(bus)
+            await wait_registered(bus, "bench")
             report("acked publish (floor)", await publish_floor(bus, n))
             for name, label in (("bench.noop", "async"), ("bench.noop_sync", "thread")):
                 assert server.proc is not None
