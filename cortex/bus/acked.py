@@ -12,7 +12,6 @@ message of the batch is settled.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from typing import TYPE_CHECKING
 
@@ -64,13 +63,6 @@ class AckInbox:
                 prefix = self.nc.new_inbox()
                 self._sub = await self.nc.subscribe(f"{prefix}.*", cb=self._on_ack)
                 self._prefix = prefix
-
-    async def close(self) -> None:
-        """Drop the subscription (best effort: the connection may be gone)."""
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(sub.unsubscribe(), 2.0)
 
     async def send(self, subject: str, payload: bytes, headers: dict[str, str]) -> tuple[str, asyncio.Future[PubAck]]:
         """Publish without waiting; the reply subject and the future of the ack."""
