@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError
 
 from cortex.bus.client import Bus
 from cortex.bus.subjects import KV_MANIFESTS, check_token
@@ -56,14 +56,23 @@ class ManifestStore:
         return await self.get("agent", name, AgentSpec)
 
     async def names(self, kind: str) -> list[str]:
-        """Names of every applied manifest of ``kind``, sorted."""
+        """Names of every applied manifest of ``kind``, sorted.
+
+        Read from the bucket's stream (subjects with messages, then each key's latest entry)
+        rather than with nats-py's ``kv.keys()``, whose watcher can end its initial replay too
+        early and return nothing (nats-io/nats.py#842).
+        """
         kv = await self.bus.kv(KV_MANIFESTS)
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return []
-        prefix = f"{kind}."
-        return sorted(key[len(prefix):] for key in keys if key.startswith(prefix))
+        prefix = f"$KV.{KV_MANIFESTS}.{kind}."
+        info = await self.bus.js.stream_info(f"KV_{KV_MANIFESTS}", subjects_filter=f"{prefix}>")
+        names = []
+        for name in (subject[len(prefix) :] for subject in info.state.subjects or {}):
+            try:
+                await kv.get(f"{kind}.{name}")
+            except KeyNotFoundError:  # deleted or purged (KeyDeletedError is a KeyNotFoundError)
+                continue
+            names.append(name)
+        return sorted(names)
 
     async def delete(self, kind: str, name: str) -> None:
         """Remove a manifest."""

@@ -30,3 +30,14 @@ async def test_bad_kind_and_name_are_refused(bus: Bus) -> None:
         await store.put("gizmo", "x", {})
     with pytest.raises(Exception, match="invalid agent name"):
         await store.put("agent", "a.b", {})
+
+
+async def test_names_list_live_manifests_of_one_kind_only(bus: Bus) -> None:
+    store = ManifestStore(bus)
+    for name in ("a", "b"):
+        await store.put("agent", name, AgentSpec(name=name, provider="scripted"))
+    await store.delete("agent", "a")
+    await store.put("plugin", "p", {"x": 1})
+    assert await store.names("agent") == ["b"]
+    assert await store.names("plugin") == ["p"]
+    assert await store.names("relic") == []
